@@ -1,0 +1,68 @@
+//! The one error type of the element: every variant names the variable or path at fault.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can stop a hook. `Display` is always one line, so it fits
+/// DIB's log, and never contains a mirror URL's credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An environment variable holds a value we refuse.
+    #[error("{var}: {reason}")]
+    Env { var: String, reason: String },
+
+    /// A system call on a path failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A path inside the image is not what we can safely work with.
+    #[error("{}: {reason}", path.display())]
+    Path { path: PathBuf, reason: String },
+
+    /// The journal left by an earlier hook cannot be read back.
+    #[error("{}:{line}: {reason}", path.display())]
+    Journal {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    /// Several independent steps failed (restore keeps going past errors).
+    #[error("{} steps failed; first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
+    Many(Vec<Error>),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Io`].
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for [`Error::Path`].
+    pub fn path(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Path {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Env`].
+    pub fn env(var: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Env {
+            var: var.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result with the element's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,252 @@
+//! Write-ahead journal of every change a hook makes to the image, so any change can be undone.
+//!
+//! Each step is appended (and fsynced) *before* it is carried out. A hook
+//! killed at any point therefore leaves a journal that names everything it
+//! may have done; undoing a step that never happened is a no-op. A torn last
+//! line (killed mid-append) belongs to a step that was never started and is
+//! ignored.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::rootfs::Root;
+
+/// First line of every journal; bumps if the format changes.
+pub const MAGIC: &str = "dib-pypi journal 1";
+
+/// Directory in the image that holds the journals while a build runs.
+pub const STATE_DIR: &str = "/var/lib/dib-pypi";
+/// Journal of root.d (the mirror mount).
+pub const MOUNT_JOURNAL: &str = "/var/lib/dib-pypi/mount.journal";
+/// Journal of pre-install.d (the pip and uv configs).
+pub const CONFIG_JOURNAL: &str = "/var/lib/dib-pypi/config.journal";
+
+/// One recorded step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// We created this directory.
+    Mkdir(PathBuf),
+    /// We created this file (it did not exist before).
+    Create(PathBuf),
+    /// We moved the original `path` to `backup`.
+    Backup { path: PathBuf, backup: PathBuf },
+    /// We bind-mounted the mirror on this directory.
+    Mount(PathBuf),
+}
+
+impl Op {
+    fn encode(&self) -> String {
+        match self {
+            Op::Mkdir(p) => format!("mkdir {}", encode_path(p)),
+            Op::Create(p) => format!("create {}", encode_path(p)),
+            Op::Backup { path, backup } => {
+                format!("backup {} {}", encode_path(path), encode_path(backup))
+            }
+            Op::Mount(p) => format!("mount {}", encode_path(p)),
+        }
+    }
+
+    fn decode(line: &str) -> Option<Op> {
+        let mut words = line.split(' ');
+        let op = match (words.next()?, words.next(), words.next()) {
+            ("mkdir", Some(p), None) => Op::Mkdir(decode_path(p)?),
+            ("create", Some(p), None) => Op::Create(decode_path(p)?),
+            ("mount", Some(p), None) => Op::Mount(decode_path(p)?),
+            ("backup", Some(p), Some(b)) => Op::Backup {
+                path: decode_path(p)?,
+                backup: decode_path(b)?,
+            },
+            _ => return None,
+        };
+        words.next().is_none().then_some(op)
+    }
+
+    /// Every path the step names.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            Op::Mkdir(p) | Op::Create(p) | Op::Mount(p) => vec![p],
+            Op::Backup { path, backup } => vec![path, backup],
+        }
+    }
+}
+
+/// Paths are written with every byte outside printable ASCII (and `%` and
+/// space) percent-encoded, so any file name survives a line-based format.
+fn encode_path(path: &Path) -> String {
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_path(text: &str) -> Option<PathBuf> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let path = PathBuf::from(OsString::from_vec(out));
+    crate::rootfs::is_clean_absolute(&path).then_some(path)
+}
+
+/// An append-only journal file inside the image.
+#[derive(Debug)]
+pub struct Journal<'r> {
+    root: &'r Root,
+    path: PathBuf,
+}
+
+impl<'r> Journal<'r> {
+    /// A journal at in-image path `path`; nothing is written until
+    /// [`Journal::record`].
+    pub fn new(root: &'r Root, path: &Path) -> Self {
+        Journal {
+            root,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// In-image path of the journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Durably append `op` (creating the journal with its header first).
+    pub fn record(&self, op: &Op) -> Result<()> {
+        let mut line = String::new();
+        if self.root.lstat(&self.path)?.is_none() {
+            line.push_str(MAGIC);
+            line.push('\n');
+        }
+        line.push_str(&op.encode());
+        line.push('\n');
+        self.root.append(&self.path, line.as_bytes())?;
+        if line.starts_with(MAGIC) {
+            // The journal's own directory entry must survive a crash too.
+            self.root
+                .sync_dir(self.path.parent().unwrap_or(Path::new("/")))?;
+        }
+        Ok(())
+    }
+
+    /// The recorded steps in order, or `None` when there is no journal.
+    pub fn read(&self) -> Result<Option<Vec<Op>>> {
+        // A journal lists a handful of steps; a huge one is not ours.
+        const LIMIT: u64 = 16 << 20;
+        let Some(bytes) = self.root.read(&self.path, LIMIT)? else {
+            return Ok(None);
+        };
+        let host = self.root.host_path(&self.path);
+        let text = String::from_utf8(bytes).map_err(|_| Error::Journal {
+            path: host.clone(),
+            line: 0,
+            reason: "not UTF-8".into(),
+        })?;
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..end],
+            None => "",
+        };
+        let mut lines = complete.split('\n').enumerate();
+        match lines.next() {
+            Some((_, MAGIC)) => {}
+            // Killed while writing the header: no step was started.
+            Some((_, "")) if complete.is_empty() => return Ok(Some(Vec::new())),
+            _ => {
+                return Err(Error::Journal {
+                    path: host,
+                    line: 1,
+                    reason: format!("not a journal (expected {MAGIC:?})"),
+                })
+            }
+        }
+        lines
+            .map(|(n, line)| {
+                Op::decode(line).ok_or_else(|| Error::Journal {
+                    path: host.clone(),
+                    line: n + 1,
+                    reason: "unreadable step".into(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Delete the journal file (after everything in it was undone).
+    pub fn remove(&self) -> Result<()> {
+        self.root.unlink(&self.path).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_round_trip_including_odd_bytes() {
+        let odd = PathBuf::from(OsString::from_vec(b"/root/a b%\n\xff".to_vec()));
+        for op in [
+            Op::Mkdir("/root/.pip".into()),
+            Op::Create(odd.clone()),
+            Op::Backup {
+                path: odd.clone(),
+                backup: "/x.orig".into(),
+            },
+            Op::Mount("/tmp/pypi".into()),
+        ] {
+            let line = op.encode();
+            assert!(!line.contains('\n'));
+            assert_eq!(Op::decode(&line), Some(op));
+        }
+    }
+
+    #[test]
+    fn decode_rejects_relative_and_dotdot_paths() {
+        assert_eq!(Op::decode("mkdir root"), None);
+        assert_eq!(Op::decode("mkdir /root/../etc"), None);
+        assert_eq!(Op::decode("create /a /b"), None);
+        assert_eq!(Op::decode("rm /a"), None);
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_and_garbage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("s")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let j = Journal::new(&root, Path::new("/s/j"));
+        assert_eq!(j.read().unwrap(), None);
+        j.record(&Op::Mkdir("/a".into())).unwrap();
+        j.record(&Op::Create("/a/f".into())).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("s/j"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"create /a/g"))
+            .unwrap();
+        assert_eq!(
+            j.read().unwrap().unwrap(),
+            vec![Op::Mkdir("/a".into()), Op::Create("/a/f".into())]
+        );
+        std::fs::write(dir.path().join("s/j"), "hello\n").unwrap();
+        let e = j.read().unwrap_err().to_string();
+        assert!(
+            e.ends_with("s/j:1: not a journal (expected \"dib-pypi journal 1\")"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("s/j"), "dib-").unwrap();
+        assert_eq!(j.read().unwrap(), Some(vec![]));
+    }
+}

@@ -1,0 +1,22 @@
+//! Shared core of the dib `pypi` element hooks.
+//!
+//! The phase binaries (`dib-pypi-mount`, `dib-pypi-configure`,
+//! `dib-pypi-restore`) are thin: they parse arguments and call into this
+//! crate, which holds every decision so it can be unit tested without root.
+//! See `docs/ARCHITECTURE.md` for the map.
+
+pub mod cache;
+pub mod configure;
+pub mod error;
+pub mod journal;
+pub mod logging;
+pub mod mirror;
+pub mod mount;
+pub mod overrides;
+pub mod render;
+pub mod rootfs;
+pub mod settings;
+pub mod txn;
+pub mod undo;
+
+pub use error::{Error, Result};

@@ -1,0 +1,53 @@
+//! root.d hook: bind-mount the host's PyPI mirror read-only into the image at /tmp/pypi.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use dib_pypi_core::mount::{mount_mirror, MountOutcome, SystemMounter, MOUNTPOINT};
+use dib_pypi_core::rootfs::Root;
+
+/// Bind-mount $DIB_IMAGE_CACHE/pypi/mirror read-only at $TARGET_ROOT/tmp/pypi.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The image root being built (DIB exports it to root.d hooks).
+    #[arg(long, env = "TARGET_ROOT")]
+    target_root: PathBuf,
+    /// The mirror directory on the host [default: $DIB_IMAGE_CACHE/pypi/mirror,
+    /// $DIB_IMAGE_CACHE defaulting to ~/.cache/image-create].
+    #[arg(long)]
+    mirror_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    dib_pypi_core::logging::init("dib-pypi-mount");
+    let args = Args::parse();
+    let Some(source) = args
+        .mirror_dir
+        .or_else(dib_pypi_core::cache::mirror_dir_from_env)
+    else {
+        log::error!("DIB_IMAGE_CACHE and HOME are both unset; cannot locate the mirror");
+        return ExitCode::FAILURE;
+    };
+    let result =
+        Root::open(&args.target_root).and_then(|root| mount_mirror(&root, &source, &SystemMounter));
+    match result {
+        Ok(MountOutcome::NoMirror) => {
+            log::debug!("no mirror at {}; nothing to mount", source.display());
+            ExitCode::SUCCESS
+        }
+        Ok(MountOutcome::AlreadyMounted) => {
+            log::info!("mirror already mounted at {MOUNTPOINT}");
+            ExitCode::SUCCESS
+        }
+        Ok(MountOutcome::Mounted) => {
+            log::info!("mounted {} read-only at {MOUNTPOINT}", source.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
