@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::sys::statvfs::{statvfs, FsFlags};
-use sys_mount::{Mount, MountFlags, UnmountFlags};
+use sys_mount::{Mount, MountFlags};
 
 use crate::error::{Error, Result};
 use crate::journal::MOUNT_JOURNAL;
@@ -61,7 +61,9 @@ impl Mounter for SystemMounter {
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {
-        sys_mount::unmount(target, UnmountFlags::NOFOLLOW)
+        // Not sys_mount::unmount: its UnmountFlags::NOFOLLOW carries
+        // O_NOFOLLOW instead of UMOUNT_NOFOLLOW, which the kernel rejects.
+        nix::mount::umount2(target, nix::mount::MntFlags::UMOUNT_NOFOLLOW).map_err(io::Error::from)
     }
 
     fn mount_points(&self) -> io::Result<Vec<PathBuf>> {

@@ -1,0 +1,406 @@
+//! Helpers for the integration tests: a real chroot image, the assembled element, a real mirror.
+//!
+//! Everything here needs root (bind mounts, chroot, mknod). Tests call
+//! [`require_root`] first, which fails loudly rather than skipping.
+// Test support code: a failed setup step should abort the test with a
+// message, which is what expect/panic do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Fail (never skip) when not root: these tests are the proof that the real
+/// mounts and chroot work, and CI runs as root.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the element integration tests need root (real bind mounts, chroot, mknod); \
+         run them as root, as CI does"
+    );
+}
+
+fn workspace() -> PathBuf {
+    xtask::element::workspace_root()
+}
+
+/// The element, assembled once per test run by the same code as
+/// `cargo xtask element`.
+pub fn element() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        xtask::element::assemble(&workspace().join("target/test-element"))
+            .unwrap_or_else(|e| panic!("assembling the element: {e}"))
+    })
+}
+
+/// A command with the host's pip/uv settings removed (this host sets
+/// PIP_FIND_LINKS and friends, which would change what we test).
+pub fn clean_command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("PIP_") || k.starts_with("UV_") || k.starts_with("DIB_") {
+            cmd.env_remove(&*k);
+        }
+    }
+    cmd
+}
+
+/// Directory holding the uv wheel for this platform, downloaded from PyPI
+/// once and cached under target/.
+pub fn uv_wheel_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = workspace().join("target/test-cache/uv-wheel");
+        let has_wheel = fs::read_dir(&dir)
+            .map(|mut d| {
+                d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".whl")))
+            })
+            .unwrap_or(false);
+        if !has_wheel {
+            let out = clean_command("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "-d",
+                ])
+                .arg(&dir)
+                .arg("uv")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "pip download uv failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    })
+}
+
+/// A PEP 503 mirror built by `pypi-mirror` from synthetic wheels
+/// (plus, optionally, the uv wheel).
+pub fn build_mirror(out: &Path, projects: &[&str], with_uv: bool) {
+    let wheels = out.with_extension("wheels");
+    fs::create_dir_all(&wheels).unwrap();
+    for p in projects {
+        pypi_mirror::synth::write_wheel(&wheels, p, "1.0").unwrap();
+    }
+    let mut opts = pypi_mirror::BuildOptions::new(out).from_dir(&wheels);
+    if with_uv {
+        opts = opts.from_dir(uv_wheel_dir());
+    }
+    let report = pypi_mirror::build(&opts).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// What one entry of a tree looks like, for exact before/after comparison.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snap {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// File content, symlink target, or empty for directories.
+    pub data: Vec<u8>,
+}
+
+/// Every entry under `root` except the subtrees in `skip` (in-image paths).
+pub fn snapshot(root: &Path, skip: &[&str]) -> BTreeMap<PathBuf, Snap> {
+    fn walk(root: &Path, rel: &Path, skip: &[&str], out: &mut BTreeMap<PathBuf, Snap>) {
+        let path = root.join(rel);
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let inner = Path::new("/").join(rel);
+        let data = if meta.file_type().is_symlink() {
+            fs::read_link(&path)
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
+        } else if meta.is_file() {
+            fs::read(&path).unwrap()
+        } else {
+            Vec::new()
+        };
+        out.insert(
+            inner.clone(),
+            Snap {
+                mode: meta.mode(),
+                uid: meta.uid(),
+                gid: meta.gid(),
+                data,
+            },
+        );
+        if meta.is_dir() && !skip.iter().any(|s| Path::new(s) == inner) {
+            let mut names: Vec<_> = fs::read_dir(&path)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            for n in names {
+                walk(root, &rel.join(n), skip, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, Path::new(""), skip, &mut out);
+    out
+}
+
+/// Assert two snapshots are equal, printing only the differences.
+pub fn assert_same_tree(before: &BTreeMap<PathBuf, Snap>, after: &BTreeMap<PathBuf, Snap>) {
+    let mut diffs = Vec::new();
+    for (p, b) in before {
+        match after.get(p) {
+            None => diffs.push(format!("missing after: {}", p.display())),
+            Some(a) if a != b => diffs.push(format!("changed: {} ({b:?} -> {a:?})", p.display())),
+            _ => {}
+        }
+    }
+    for p in after.keys().filter(|p| !before.contains_key(*p)) {
+        diffs.push(format!("extra after: {}", p.display()));
+    }
+    assert!(diffs.is_empty(), "tree differs:\n{}", diffs.join("\n"));
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether `path` is listed as a mount point in this namespace.
+pub fn is_mount_point(path: &Path) -> bool {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    dib_pypi_core::mount::parse_mountinfo(&text)
+        .iter()
+        .any(|p| p == path)
+}
+
+/// Subtrees of an [`Image`] that belong to the harness, not to the image.
+pub const HARNESS_MOUNTS: &[&str] = &["/usr", "/proc", "/tmp/in_target.d", "/opt/venvs"];
+
+/// A throw-away image root that can run the host's Python: /usr is a
+/// read-only bind of the host's, the rest is a small real tree.
+#[derive(Debug)]
+pub struct Image {
+    dir: tempfile::TempDir,
+    mounts: Vec<PathBuf>,
+}
+
+impl Image {
+    /// A new image; `var_lib` controls whether /var/lib exists (to test that
+    /// the state directory's parents are created and removed).
+    pub fn new(var_lib: bool) -> Image {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("dib-pypi-image.")
+            .tempdir()
+            .unwrap();
+        let root = dir.path();
+        for d in [
+            "usr",
+            "proc",
+            "dev",
+            "etc",
+            "tmp/in_target.d",
+            "opt/venvs",
+            "root",
+        ] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        if var_lib {
+            fs::create_dir_all(root.join("var/lib")).unwrap();
+        }
+        fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        fs::set_permissions(root.join("root"), fs::Permissions::from_mode(0o700)).unwrap();
+        for l in ["bin", "lib", "lib64", "sbin"] {
+            std::os::unix::fs::symlink(format!("usr/{l}"), root.join(l)).unwrap();
+        }
+        for f in ["passwd", "group"] {
+            fs::copy(Path::new("/etc").join(f), root.join("etc").join(f)).unwrap();
+        }
+        for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("urandom", 1, 9)] {
+            run_ok(
+                Command::new("mknod")
+                    .args(["-m", "666"])
+                    .arg(root.join("dev").join(name))
+                    .args(["c", &major.to_string(), &minor.to_string()]),
+            );
+        }
+        let mut image = Image {
+            dir,
+            mounts: Vec::new(),
+        };
+        image.mount(&["--bind", "/usr"], "/usr");
+        image.mount(&["-o", "remount,bind,ro"], "/usr");
+        image.mount(&["-t", "proc", "proc"], "/proc");
+        image
+    }
+
+    /// Host path of the image root.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Host path of in-image path `inner`.
+    pub fn path(&self, inner: &str) -> PathBuf {
+        self.root().join(inner.trim_start_matches('/'))
+    }
+
+    fn mount(&mut self, args: &[&str], inner: &str) {
+        let target = self.path(inner);
+        run_ok(Command::new("mount").args(args).arg(&target));
+        if !self.mounts.contains(&target) {
+            self.mounts.push(target);
+        }
+    }
+
+    /// Run a hook script of the element outside the chroot (root.d,
+    /// cleanup.d), as DIB does: with TARGET_ROOT and the given variables.
+    pub fn run_outside(&self, script: &str, env: &[(&str, &str)]) -> Output {
+        let mut cmd = clean_command("bash");
+        cmd.arg(element().join(script))
+            .env("TARGET_ROOT", self.root());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    }
+
+    /// Run a hook script inside the chroot, as DIB does: the element
+    /// bind-mounted read-only at /tmp/in_target.d, HOME=/root.
+    pub fn run_inside(&mut self, script: &str, env: &[(&str, &str)]) -> Output {
+        self.mount(&["--bind", element().to_str().unwrap()], "/tmp/in_target.d");
+        self.mount(&["-o", "remount,bind,ro"], "/tmp/in_target.d");
+        let out = self.chroot(&["bash", &format!("/tmp/in_target.d/{script}")], env);
+        self.unmount("/tmp/in_target.d");
+        out
+    }
+
+    /// Run `argv` in the chroot with a clean environment plus `env`.
+    pub fn chroot(&self, argv: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("chroot");
+        cmd.arg(self.root()).arg("/usr/bin/env").arg("-i").args([
+            "HOME=/root",
+            "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "LANG=C.UTF-8",
+        ]);
+        for (k, v) in env {
+            cmd.arg(format!("{k}={v}"));
+        }
+        cmd.args(argv).output().unwrap()
+    }
+
+    /// Unmount in-image path `inner` (as DIB does before cleanup.d).
+    pub fn unmount(&mut self, inner: &str) {
+        let target = self.path(inner);
+        run_ok(Command::new("umount").arg(&target));
+        self.mounts.retain(|m| m != &target);
+    }
+
+    /// Snapshot of the image, without the harness's own subtrees.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Snap> {
+        snapshot(self.root(), HARNESS_MOUNTS)
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // Anything a failed test left mounted, the element's /tmp/pypi
+        // included, must go before the temp dir is deleted.
+        let pypi = self.path("/tmp/pypi");
+        let mut targets: Vec<PathBuf> = self.mounts.drain(..).collect();
+        targets.push(pypi);
+        for t in targets.iter().rev() {
+            while is_mount_point(t) {
+                if !Command::new("umount")
+                    .arg("-l")
+                    .arg(t)
+                    .status()
+                    .is_ok_and(|s| s.success())
+                {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// A static file server (`python3 -m http.server`) on a free loopback port,
+/// killed on drop.
+#[derive(Debug)]
+pub struct HttpServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl HttpServer {
+    pub fn serve(dir: &Path) -> HttpServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = clean_command("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "http.server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        HttpServer { child, port }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// stdout+stderr of a finished command, as text.
+pub fn text(out: &Output) -> String {
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    s
+}
+
+/// Assert success, showing all output otherwise.
+pub fn assert_ok(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        text(out)
+    );
+}
+
+/// Read a file fully (helper for assertions).
+pub fn read(path: &Path) -> String {
+    let mut s = String::new();
+    fs::File::open(path)
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    s
+}

@@ -1,0 +1,214 @@
+//! `cargo xtask element`: build the static hook binaries and lay out the DIB element.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The binaries the hook scripts run, by crate name.
+pub const BINARIES: &[&str] = &["dib-pypi-mount", "dib-pypi-configure", "dib-pypi-restore"];
+
+/// The element's data directory (not `bin/`: DIB would install that into
+/// the image's /usr/local/bin). Its name is unique because DIB merges the
+/// subdirectories of all elements into one hooks tree.
+pub const LIBEXEC: &str = "dib-pypi-libexec";
+
+/// Workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+fn host_triple() -> Result<String, String> {
+    let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("running rustc -vV: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .ok_or_else(|| "rustc -vV printed no host triple".into())
+}
+
+/// Build the binaries statically linked (the image may have any libc, or
+/// none we could load), in their own target dir so the flags do not
+/// invalidate the normal build. Returns the directory holding them.
+pub fn build_static() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let triple = host_triple()?;
+    let target_dir = root.join("target/static");
+    let var = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        triple.to_uppercase().replace(['-', '.'], "_")
+    );
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root)
+        .args(["build", "--release", "--locked", "--target", &triple])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // With an explicit --target these flags reach only the target
+        // binaries, not build scripts or proc macros (which cannot be static).
+        .env(var, "-C target-feature=+crt-static")
+        .env_remove("RUSTFLAGS");
+    for bin in BINARIES {
+        cmd.args(["--package", bin]);
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("running cargo build: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "cargo build of the static binaries failed ({status})"
+        ));
+    }
+    Ok(target_dir.join(triple).join("release"))
+}
+
+/// Whether an ELF file asks for a program interpreter (dynamic loader).
+/// Static and static-pie binaries have no PT_INTERP segment.
+pub fn elf_has_interpreter(bytes: &[u8]) -> Result<bool, String> {
+    const PT_INTERP: u32 = 3;
+    if bytes.get(..4) != Some(b"\x7fELF") {
+        return Err("not an ELF file".into());
+    }
+    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+        return Err("not a 64-bit little-endian ELF file".into());
+    }
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        bytes.get(o..o + 8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_le_bytes(a)
+        })
+    };
+    let bad = || "truncated ELF header".to_string();
+    let phoff = usize::try_from(u64_at(0x20).ok_or_else(bad)?).map_err(|_| bad())?;
+    let phentsize = usize::from(u16_at(0x36).ok_or_else(bad)?);
+    let phnum = usize::from(u16_at(0x38).ok_or_else(bad)?);
+    for i in 0..phnum {
+        let p_type = u32_at(phoff + i * phentsize).ok_or_else(bad)?;
+        if p_type == PT_INTERP {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Build and write the element to `out/pypi`; returns that directory.
+pub fn assemble(out: &Path) -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let out = if out.is_absolute() {
+        out.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| e.to_string())?
+            .join(out)
+    };
+    let bins = build_static()?;
+    let element = out.join("pypi");
+    if element.exists() {
+        fs::remove_dir_all(&element)
+            .map_err(|e| format!("removing old {}: {e}", element.display()))?;
+    }
+    fs::create_dir_all(&element).map_err(|e| format!("creating {}: {e}", element.display()))?;
+    let mut options = fs_extra::dir::CopyOptions::new();
+    options.content_only = true;
+    fs_extra::dir::copy(root.join("hooks"), &element, &options)
+        .map_err(|e| format!("copying hooks/ into {}: {e}", element.display()))?;
+
+    for bin in BINARIES {
+        let src = bins.join(bin);
+        let bytes = fs::read(&src).map_err(|e| format!("reading {}: {e}", src.display()))?;
+        if elf_has_interpreter(&bytes).map_err(|e| format!("{}: {e}", src.display()))? {
+            return Err(format!(
+                "{} is dynamically linked; the element needs static binaries",
+                src.display()
+            ));
+        }
+        let dst = element.join(LIBEXEC).join(bin);
+        fs::write(&dst, &bytes).map_err(|e| format!("writing {}: {e}", dst.display()))?;
+    }
+    normalise_modes(&element)?;
+    Ok(element)
+}
+
+/// Hook scripts 0755, everything else 0644, directories 0755; refuse
+/// symlinks, which `cp -a` in DIB would carry into the chroot dangling.
+fn normalise_modes(dir: &Path) -> Result<(), String> {
+    let entries = fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| e.to_string())?;
+        let mode = if kind.is_symlink() {
+            return Err(format!(
+                "{} is a symlink; the element must have none",
+                path.display()
+            ));
+        } else if kind.is_dir() {
+            normalise_modes(&path)?;
+            0o755
+        } else if is_hook_script(&path) {
+            0o755
+        } else {
+            0o644
+        };
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn is_hook_script(path: &Path) -> bool {
+    path.parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".d") && n != "environment.d")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf_with(types: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; 0x40 + types.len() * 0x38];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for (i, t) in types.iter().enumerate() {
+            let o = 0x40 + i * 0x38;
+            b[o..o + 4].copy_from_slice(&t.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn interpreter_segment_is_detected() {
+        assert!(elf_has_interpreter(&elf_with(&[6, 3, 1])).unwrap());
+        assert!(!elf_has_interpreter(&elf_with(&[1, 2, 1])).unwrap());
+        assert!(elf_has_interpreter(b"#!/bin/sh\n").is_err());
+        assert!(elf_has_interpreter(&elf_with(&[1])[..0x30]).is_err());
+    }
+
+    #[test]
+    fn hook_scripts_are_recognised_by_their_phase_dir() {
+        assert!(is_hook_script(Path::new("e/root.d/50-x")));
+        assert!(!is_hook_script(Path::new("e/environment.d/10-x")));
+        assert!(!is_hook_script(Path::new(
+            "e/dib-pypi-libexec/dib-pypi-mount"
+        )));
+    }
+}

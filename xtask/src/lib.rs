@@ -1,0 +1,4 @@
+//! Project automation shared by the `cargo xtask` binary and the integration tests.
+
+pub mod element;
+pub mod test;

@@ -1,0 +1,48 @@
+//! `cargo xtask`: assemble the DIB element and run the project's checks.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use xtask::{element, test};
+
+#[derive(Debug, Parser)]
+#[command(about = "Project automation for the dib pypi element")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build static release binaries and write a complete element to OUT/pypi.
+    Element {
+        /// Directory that receives the `pypi` element (put it on ELEMENTS_PATH).
+        #[arg(long, default_value = "target/element")]
+        out: PathBuf,
+    },
+    /// Run every check CI runs: fmt, clippy, unit and integration tests, and
+    /// the disk-image-create end-to-end builds.
+    Test {
+        /// Skip the disk-image-create builds (they need DIB and take minutes).
+        #[arg(long)]
+        no_e2e: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Element { out } => element::assemble(&out).map(|dir| {
+            println!("element written to {}", dir.display());
+        }),
+        Command::Test { no_e2e } => test::run(!no_e2e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
