@@ -104,6 +104,21 @@ pub fn elf_has_interpreter(bytes: &[u8]) -> Result<bool, String> {
     Ok(false)
 }
 
+/// dib-lint greps every line of every element file, binaries included, for
+/// `which ` and `export ...$(`; return the first line of `bytes` that
+/// would match (lines are split on newlines, as bash `read` does).
+pub fn dib_lint_trap(bytes: &[u8]) -> Option<String> {
+    bytes.split(|&b| b == b'\n').find_map(|line| {
+        let has = |pat: &[u8]| line.windows(pat.len()).any(|w| w == pat);
+        let export_subst = line
+            .windows(7)
+            .position(|w| w == b"export ")
+            .is_some_and(|at| line[at..].windows(2).any(|w| w == b"$("));
+        (has(b"which ") || export_subst)
+            .then(|| String::from_utf8_lossy(line).chars().take(80).collect())
+    })
+}
+
 /// Build and write the element to `out/pypi`; returns that directory.
 pub fn assemble(out: &Path) -> Result<PathBuf, String> {
     let root = workspace_root();
@@ -132,6 +147,12 @@ pub fn assemble(out: &Path) -> Result<PathBuf, String> {
         if elf_has_interpreter(&bytes).map_err(|e| format!("{}: {e}", src.display()))? {
             return Err(format!(
                 "{} is dynamically linked; the element needs static binaries",
+                src.display()
+            ));
+        }
+        if let Some(line) = dib_lint_trap(&bytes) {
+            return Err(format!(
+                "{} contains {line:?}, which dib-lint reports; reword that string",
                 src.display()
             ));
         }
@@ -201,6 +222,14 @@ mod tests {
         assert!(!elf_has_interpreter(&elf_with(&[1, 2, 1])).unwrap());
         assert!(elf_has_interpreter(b"#!/bin/sh\n").is_err());
         assert!(elf_has_interpreter(&elf_with(&[1])[..0x30]).is_err());
+    }
+
+    #[test]
+    fn dib_lint_traps_are_found() {
+        assert!(dib_lint_trap(b"\x7fELF\0the one which fails\0").is_some());
+        assert!(dib_lint_trap(b"a\nexport X=$(date)\n").is_some());
+        assert!(dib_lint_trap(b"export X\n$(y)").is_none());
+        assert!(dib_lint_trap(b"nothing to see").is_none());
     }
 
     #[test]

@@ -41,10 +41,7 @@ impl MirrorUrl {
         if let Some(c) = value.chars().find(|c| c.is_whitespace() || c.is_control()) {
             return Err(Error::env(
                 var,
-                format!(
-                    "mirror URL contains the character {:?}, which is not allowed",
-                    c
-                ),
+                format!("mirror URL contains the character {c:?}; that is not allowed"),
             ));
         }
         let url =

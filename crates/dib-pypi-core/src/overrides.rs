@@ -70,7 +70,7 @@ where
     let mut out = Vec::new();
     if !pip.is_empty() {
         out.push(format!(
-            "{} set in the environment (carried into the chroot by sudo -E) override the mirror config for pip",
+            "{} set in the environment (DIB carries the host's into the chroot) override the mirror config for pip",
             pip.join(", ")
         ));
     }
