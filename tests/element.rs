@@ -5,6 +5,10 @@
 //! exactly as DIB does (outside with TARGET_ROOT, inside via chroot with the
 //! element bound read-only at /tmp/in_target.d), and compares the whole tree
 //! before and after.
+// Test code: a failed setup step should abort the test with a message,
+// which is what unwrap/expect/panic do (clippy's allow-*-in-tests does not
+// reach helper functions of an integration test crate).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
 use std::os::unix::fs::{chown, symlink, MetadataExt, PermissionsExt};
@@ -388,3 +392,8 @@ fn a_mountpoint_symlinked_out_of_the_image_is_never_mounted_over() {
     assert_same_tree(&before, &image.snapshot());
     assert!(Path::new(host.path()).join("canary").is_file());
 }
+
+// The hardening tests live in their own file but in this test binary, so
+// the chroot harness and the assembled element are shared.
+#[path = "hardening.rs"]
+mod hardening;

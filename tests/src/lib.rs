@@ -404,3 +404,343 @@ pub fn read(path: &Path) -> String {
         .unwrap();
     s
 }
+
+// ---------------------------------------------------------------------------
+// Hardening helpers: plain image trees driven through the core library, a
+// recording fake mounter, and the generated figures of docs/RELIABILITY.md.
+
+/// A plain image tree for tests that call the core library directly (no
+/// chroot, no /usr): `/root` (0700), `/tmp` (1777), optionally `/var/lib`.
+/// Whatever is still mounted under it is detached on drop.
+#[derive(Debug)]
+pub struct MiniImage {
+    dir: tempfile::TempDir,
+}
+
+impl MiniImage {
+    pub fn new(var_lib: bool) -> MiniImage {
+        let dir = tempfile::Builder::new()
+            .prefix("dib-pypi-mini.")
+            .tempdir()
+            .unwrap();
+        fs::create_dir(dir.path().join("root")).unwrap();
+        fs::set_permissions(dir.path().join("root"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::create_dir(dir.path().join("tmp")).unwrap();
+        fs::set_permissions(dir.path().join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        if var_lib {
+            fs::create_dir_all(dir.path().join("var/lib")).unwrap();
+        }
+        MiniImage { dir }
+    }
+
+    /// An empty root directory (no /root, /tmp or /var).
+    pub fn bare() -> MiniImage {
+        let dir = tempfile::Builder::new()
+            .prefix("dib-pypi-mini.")
+            .tempdir()
+            .unwrap();
+        MiniImage { dir }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Host path of in-image path `inner`.
+    pub fn path(&self, inner: &str) -> PathBuf {
+        self.root().join(inner.trim_start_matches('/'))
+    }
+
+    /// The image opened as the hooks open it.
+    pub fn open(&self) -> dib_pypi_core::rootfs::Root {
+        dib_pypi_core::rootfs::Root::open(self.root()).unwrap()
+    }
+
+    /// The image opened with crash injection.
+    pub fn open_with(
+        &self,
+        plan: &std::sync::Arc<dib_pypi_core::fault::FaultPlan>,
+    ) -> dib_pypi_core::rootfs::Root {
+        self.open().with_faults(plan.clone())
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Snap> {
+        snapshot(self.root(), &[])
+    }
+
+    /// Write in-image file `inner` (parents created) with `mode`.
+    pub fn write(&self, inner: &str, data: &[u8], mode: u32) {
+        let p = self.path(inner);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, data).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+impl Drop for MiniImage {
+    fn drop(&mut self) {
+        unmount_under(self.root());
+    }
+}
+
+/// Detach every mount at or below `dir` (deepest first).
+pub fn unmount_under(dir: &Path) {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = dib_pypi_core::mount::parse_mountinfo(&text)
+        .into_iter()
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Mount points of this namespace at or below `dir`.
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    dib_pypi_core::mount::parse_mountinfo(&text)
+        .into_iter()
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// One call a [`FakeMounter`] received, with `/proc/self/fd/N` targets
+/// resolved to the host path they stand for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountCall {
+    Bind { source: PathBuf, target: PathBuf },
+    RemountReadOnly(PathBuf),
+    Unmount(PathBuf),
+}
+
+/// A [`dib_pypi_core::mount::Mounter`] that mounts nothing but records
+/// every call and keeps its own table of what would be mounted. Failures
+/// and crash points can be injected.
+#[derive(Debug, Default)]
+pub struct FakeMounter {
+    calls: std::sync::Mutex<Vec<MountCall>>,
+    mounted: std::sync::Mutex<Vec<PathBuf>>,
+    pub fail_bind: std::sync::atomic::AtomicBool,
+    pub fail_remount: std::sync::atomic::AtomicBool,
+    pub fail_unmount: std::sync::atomic::AtomicBool,
+    faults: std::sync::Mutex<Option<std::sync::Arc<dib_pypi_core::fault::FaultPlan>>>,
+}
+
+impl FakeMounter {
+    pub fn calls(&self) -> Vec<MountCall> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// What is mounted now, as host paths.
+    pub fn mounted(&self) -> Vec<PathBuf> {
+        self.mounted.lock().unwrap().clone()
+    }
+
+    /// Pretend something (not us) is mounted at host path `path`.
+    pub fn pretend_mounted(&self, path: &Path) {
+        self.mounted.lock().unwrap().push(path.to_path_buf());
+    }
+
+    /// Make every call a crash point of `plan` (or stop, with `None`).
+    pub fn set_faults(&self, plan: Option<std::sync::Arc<dib_pypi_core::fault::FaultPlan>>) {
+        *self.faults.lock().unwrap() = plan;
+    }
+
+    fn step(&self, what: &str, fail: &std::sync::atomic::AtomicBool) -> std::io::Result<()> {
+        if let Some(plan) = self.faults.lock().unwrap().as_ref() {
+            if plan.step(what)? {
+                return Err(plan.die());
+            }
+        }
+        if fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::from_raw_os_error(nix::libc::EPERM));
+        }
+        Ok(())
+    }
+}
+
+fn resolve_magic(path: &Path) -> PathBuf {
+    if path.starts_with("/proc/self/fd") {
+        fs::read_link(path).unwrap()
+    } else {
+        path.to_path_buf()
+    }
+}
+
+impl dib_pypi_core::mount::Mounter for FakeMounter {
+    fn bind(&self, source: &Path, target: &Path) -> std::io::Result<()> {
+        let target = resolve_magic(target);
+        self.calls.lock().unwrap().push(MountCall::Bind {
+            source: source.to_path_buf(),
+            target: target.clone(),
+        });
+        self.step("bind", &self.fail_bind)?;
+        self.mounted.lock().unwrap().push(target);
+        Ok(())
+    }
+
+    fn remount_read_only(&self, target: &Path) -> std::io::Result<()> {
+        let target = resolve_magic(target);
+        self.calls
+            .lock()
+            .unwrap()
+            .push(MountCall::RemountReadOnly(target.clone()));
+        self.step("remount read-only", &self.fail_remount)?;
+        if self.mounted.lock().unwrap().contains(&target) {
+            Ok(())
+        } else {
+            Err(std::io::Error::from_raw_os_error(nix::libc::EINVAL))
+        }
+    }
+
+    fn unmount(&self, target: &Path) -> std::io::Result<()> {
+        let target = resolve_magic(target);
+        self.calls
+            .lock()
+            .unwrap()
+            .push(MountCall::Unmount(target.clone()));
+        self.step("unmount", &self.fail_unmount)?;
+        let mut mounted = self.mounted.lock().unwrap();
+        match mounted.iter().rposition(|m| m == &target) {
+            Some(i) => {
+                mounted.remove(i);
+                Ok(())
+            }
+            None => Err(std::io::Error::from_raw_os_error(nix::libc::EINVAL)),
+        }
+    }
+
+    fn mount_points(&self) -> std::io::Result<Vec<PathBuf>> {
+        Ok(self.mounted())
+    }
+}
+
+/// One row of a figures table: a family of cases, how many were tried,
+/// and what came of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub case: String,
+    pub tried: usize,
+    pub result: String,
+}
+
+impl Row {
+    pub fn new(case: impl Into<String>, tried: usize, result: impl Into<String>) -> Row {
+        Row {
+            case: case.into(),
+            tried,
+            result: result.into(),
+        }
+    }
+}
+
+/// One section of docs/RELIABILITY.md, owned by one test.
+#[derive(Debug, Clone, Copy)]
+pub struct Section {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub intro: &'static str,
+}
+
+/// Variable that makes the tests rewrite docs/RELIABILITY.md.
+pub const UPDATE_RELIABILITY: &str = "UPDATE_RELIABILITY";
+
+const RELIABILITY_HEADER: &str = "# Reliability figures\n\n\
+<!-- Generated by tests/hardening.rs: do not edit by hand. -->\n\n\
+Every table below is written by the test that ran the cases: the \
+hardening tests in `tests/hardening.rs` (run by `cargo test --workspace`) \
+compute their figures and fail when this file does not match them. After a \
+change that moves a figure, regenerate it with\n\n\
+```sh\nUPDATE_RELIABILITY=1 cargo test -p dib-pypi-tests --test element hardening::\n```\n\n\
+Random cases use a fixed seed, so the figures are the same on every run. \
+The mechanisms they exercise are in `crates/dib-pypi-core`: `rootfs.rs` \
+(every path resolved inside the image), `journal.rs` and `undo.rs` \
+(write-ahead journal, journaled undo), `state.rs` (the state directory, \
+created and removed in crash-safe steps), `fault.rs` (the crash points, \
+compiled only into tests).\n";
+
+fn begin_marker(id: &str) -> String {
+    format!("<!-- BEGIN {id} -->\n")
+}
+
+fn end_marker(id: &str) -> String {
+    format!("<!-- END {id} -->\n")
+}
+
+fn render_rows(rows: &[Row]) -> String {
+    let mut out = String::from("| case | tried | result |\n| --- | ---: | --- |\n");
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            r.case.replace('|', "\\|"),
+            r.tried,
+            r.result.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+fn section_block(id: &str, rows: &str) -> String {
+    format!("{}{rows}{}", begin_marker(id), end_marker(id))
+}
+
+fn extract_block(doc: &str, id: &str) -> Option<String> {
+    let begin = doc.find(&begin_marker(id))? + begin_marker(id).len();
+    let end = doc[begin..].find(&end_marker(id))? + begin;
+    Some(doc[begin..end].to_string())
+}
+
+fn reliability_path() -> PathBuf {
+    workspace().join("docs/RELIABILITY.md")
+}
+
+/// Check section `id` of docs/RELIABILITY.md against `rows`, or rewrite it
+/// when `UPDATE_RELIABILITY=1`. `sections` fixes the order of the whole
+/// file, so concurrent tests always produce the same document.
+pub fn record_figures(sections: &[Section], id: &str, rows: &[Row]) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let path = reliability_path();
+    let doc = fs::read_to_string(&path).unwrap_or_default();
+    let table = render_rows(rows);
+    if std::env::var_os(UPDATE_RELIABILITY).is_some_and(|v| v == "1") {
+        let mut out = String::from(RELIABILITY_HEADER);
+        for s in sections {
+            let body = if s.id == id {
+                table.clone()
+            } else {
+                extract_block(&doc, s.id).unwrap_or_else(|| "(not run yet)\n".into())
+            };
+            out.push_str(&format!("\n## {}\n\n{}\n\n", s.title, s.intro));
+            out.push_str(&section_block(s.id, &body));
+        }
+        fs::write(&path, out).unwrap();
+        return;
+    }
+    let found = extract_block(&doc, id);
+    assert!(
+        found.as_deref() == Some(table.as_str()),
+        "docs/RELIABILITY.md does not hold the figures this test produced for {id:?}.\n\
+         Produced:\n{table}\nIn the file:\n{}\n\
+         Regenerate it with: UPDATE_RELIABILITY=1 cargo test -p dib-pypi-tests --test element hardening::",
+        found.unwrap_or_else(|| "(no such section)".into())
+    );
+}
+
+/// The hook binary `name` of the assembled element, as an executable copy
+/// (the element ships them without the executable bit).
+pub fn hook_binary(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = workspace().join("target/test-hook-bin");
+        fs::create_dir_all(&dir).unwrap();
+        for bin in xtask::element::BINARIES {
+            let to = dir.join(bin);
+            fs::copy(element().join(xtask::element::LIBEXEC).join(bin), &to).unwrap();
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    });
+    dir.join(name)
+}

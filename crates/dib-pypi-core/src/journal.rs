@@ -4,7 +4,12 @@
 //! killed at any point therefore leaves a journal that names everything it
 //! may have done; undoing a step that never happened is a no-op. A torn last
 //! line (killed mid-append) belongs to a step that was never started and is
-//! ignored.
+//! ignored (and cut off before the next step is appended).
+//!
+//! Undoing is journaled too: once a step is undone, an `undone <n>` line
+//! says so, and a later undo skips it. Without that, an undo killed after
+//! putting an original back would, when run again, take the original for
+//! the file we created in its place and delete it.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -14,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::rootfs::Root;
 
 /// First line of every journal; bumps if the format changes.
-pub const MAGIC: &str = "dib-pypi journal 1";
+pub const MAGIC: &str = "dib-pypi journal 2";
+/// Header of the first format (no `undone` lines), still read.
+const MAGIC_V1: &str = "dib-pypi journal 1";
 
 /// Directory in the image that holds the journals while a build runs.
 pub const STATE_DIR: &str = "/var/lib/dib-pypi";
@@ -22,6 +29,11 @@ pub const STATE_DIR: &str = "/var/lib/dib-pypi";
 pub const MOUNT_JOURNAL: &str = "/var/lib/dib-pypi/mount.journal";
 /// Journal of pre-install.d (the pip and uv configs).
 pub const CONFIG_JOURNAL: &str = "/var/lib/dib-pypi/config.journal";
+/// Record of the state directory and the parents we created for it.
+pub const STATE_JOURNAL: &str = "/var/lib/dib-pypi/state.journal";
+
+/// A journal bigger than this is not ours (it lists a handful of steps).
+const LIMIT: u64 = 16 << 20;
 
 /// One recorded step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,15 +140,43 @@ impl<'r> Journal<'r> {
 
     /// Durably append `op` (creating the journal with its header first).
     pub fn record(&self, op: &Op) -> Result<()> {
+        self.append_line(&op.encode())
+    }
+
+    /// Durably record that step `index` (0-based, as in [`Journal::pending`])
+    /// has been undone.
+    pub fn mark_undone(&self, index: usize) -> Result<()> {
+        self.append_line(&format!("undone {index}"))
+    }
+
+    fn append_line(&self, text: &str) -> Result<()> {
         let mut line = String::new();
-        if self.root.lstat(&self.path)?.is_none() {
-            line.push_str(MAGIC);
+        match self.root.read(&self.path, LIMIT)? {
+            None => line.push_str(MAGIC),
+            Some(bytes) => {
+                if bytes.len() as u64 >= LIMIT {
+                    return Err(self.bad(0, "too large to be a journal"));
+                }
+                // A last line without its newline is a step that was never
+                // started (the append was killed): cut it off, or the new
+                // line would be glued to it.
+                let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                if complete < bytes.len() {
+                    self.root.truncate(&self.path, complete as u64)?;
+                }
+                if complete == 0 {
+                    line.push_str(MAGIC);
+                }
+            }
+        }
+        let new_file = !line.is_empty();
+        if new_file {
             line.push('\n');
         }
-        line.push_str(&op.encode());
+        line.push_str(text);
         line.push('\n');
         self.root.append(&self.path, line.as_bytes())?;
-        if line.starts_with(MAGIC) {
+        if new_file {
             // The journal's own directory entry must survive a crash too.
             self.root
                 .sync_dir(self.path.parent().unwrap_or(Path::new("/")))?;
@@ -144,46 +184,70 @@ impl<'r> Journal<'r> {
         Ok(())
     }
 
-    /// The recorded steps in order, or `None` when there is no journal.
-    pub fn read(&self) -> Result<Option<Vec<Op>>> {
-        // A journal lists a handful of steps; a huge one is not ours.
-        const LIMIT: u64 = 16 << 20;
+    fn bad(&self, line: usize, reason: impl Into<String>) -> Error {
+        Error::Journal {
+            path: self.root.host_path(&self.path),
+            line,
+            reason: reason.into(),
+        }
+    }
+
+    /// Every recorded step with whether it was undone since, or `None`
+    /// when there is no journal.
+    fn entries(&self) -> Result<Option<Vec<(Op, bool)>>> {
         let Some(bytes) = self.root.read(&self.path, LIMIT)? else {
             return Ok(None);
         };
-        let host = self.root.host_path(&self.path);
-        let text = String::from_utf8(bytes).map_err(|_| Error::Journal {
-            path: host.clone(),
-            line: 0,
-            reason: "not UTF-8".into(),
-        })?;
+        let text = String::from_utf8(bytes).map_err(|_| self.bad(0, "not UTF-8"))?;
         let complete = match text.rfind('\n') {
             Some(end) => &text[..end],
             None => "",
         };
         let mut lines = complete.split('\n').enumerate();
         match lines.next() {
-            Some((_, MAGIC)) => {}
+            Some((_, MAGIC | MAGIC_V1)) => {}
             // Killed while writing the header: no step was started.
             Some((_, "")) if complete.is_empty() => return Ok(Some(Vec::new())),
-            _ => {
-                return Err(Error::Journal {
-                    path: host,
-                    line: 1,
-                    reason: format!("not a journal (expected {MAGIC:?})"),
-                })
+            _ => return Err(self.bad(1, format!("not a journal (expected {MAGIC:?})"))),
+        }
+        let mut entries: Vec<(Op, bool)> = Vec::new();
+        for (n, line) in lines {
+            if let Some(index) = line.strip_prefix("undone ") {
+                let entry = index
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|i| index == i.to_string())
+                    .and_then(|i| entries.get_mut(i));
+                match entry {
+                    Some(entry) => entry.1 = true,
+                    None => return Err(self.bad(n + 1, "undone mark of no step")),
+                }
+            } else {
+                let op = Op::decode(line).ok_or_else(|| self.bad(n + 1, "unreadable step"))?;
+                entries.push((op, false));
             }
         }
-        lines
-            .map(|(n, line)| {
-                Op::decode(line).ok_or_else(|| Error::Journal {
-                    path: host.clone(),
-                    line: n + 1,
-                    reason: "unreadable step".into(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        Ok(Some(entries))
+    }
+
+    /// The recorded steps in order (undone or not), or `None` when there is
+    /// no journal.
+    pub fn read(&self) -> Result<Option<Vec<Op>>> {
+        Ok(self
+            .entries()?
+            .map(|e| e.into_iter().map(|(op, _)| op).collect()))
+    }
+
+    /// The steps not undone yet, with their index, in order; `None` when
+    /// there is no journal.
+    pub fn pending(&self) -> Result<Option<Vec<(usize, Op)>>> {
+        Ok(self.entries()?.map(|e| {
+            e.into_iter()
+                .enumerate()
+                .filter(|(_, (_, undone))| !undone)
+                .map(|(i, (op, _))| (i, op))
+                .collect()
+        }))
     }
 
     /// Delete the journal file (after everything in it was undone).
@@ -243,10 +307,62 @@ mod tests {
         std::fs::write(dir.path().join("s/j"), "hello\n").unwrap();
         let e = j.read().unwrap_err().to_string();
         assert!(
-            e.ends_with("s/j:1: not a journal (expected \"dib-pypi journal 1\")"),
+            e.ends_with("s/j:1: not a journal (expected \"dib-pypi journal 2\")"),
             "{e}"
         );
         std::fs::write(dir.path().join("s/j"), "dib-").unwrap();
         assert_eq!(j.read().unwrap(), Some(vec![]));
+    }
+
+    #[test]
+    fn a_torn_line_is_cut_off_before_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("s")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let j = Journal::new(&root, Path::new("/s/j"));
+        // Killed mid-header, then the hook runs again.
+        std::fs::write(dir.path().join("s/j"), "dib-pypi jou").unwrap();
+        j.record(&Op::Mkdir("/a".into())).unwrap();
+        // Killed mid-step, then the hook runs again.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("s/j"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"create /a/"))
+            .unwrap();
+        j.record(&Op::Create("/a/f".into())).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("s/j")).unwrap(),
+            format!("{MAGIC}\nmkdir /a\ncreate /a/f\n")
+        );
+    }
+
+    #[test]
+    fn undone_marks_hide_steps_from_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let j = Journal::new(&root, Path::new("/j"));
+        assert_eq!(j.pending().unwrap(), None);
+        j.record(&Op::Mkdir("/a".into())).unwrap();
+        j.record(&Op::Create("/a/f".into())).unwrap();
+        j.mark_undone(1).unwrap();
+        assert_eq!(
+            j.pending().unwrap().unwrap(),
+            vec![(0, Op::Mkdir("/a".into()))]
+        );
+        assert_eq!(j.read().unwrap().unwrap().len(), 2);
+        // A mark of a step that does not exist (or not yet) is corruption.
+        std::fs::write(
+            dir.path().join("j"),
+            format!("{MAGIC}\nundone 0\nmkdir /a\n"),
+        )
+        .unwrap();
+        assert!(j
+            .pending()
+            .unwrap_err()
+            .to_string()
+            .ends_with("j:2: undone mark of no step"));
+        // First-format journals are still read.
+        std::fs::write(dir.path().join("j"), "dib-pypi journal 1\nmkdir /a\n").unwrap();
+        assert_eq!(j.read().unwrap().unwrap(), vec![Op::Mkdir("/a".into())]);
     }
 }

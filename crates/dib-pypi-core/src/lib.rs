@@ -8,6 +8,9 @@
 pub mod cache;
 pub mod configure;
 pub mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+#[doc(hidden)]
+pub mod fault;
 pub mod journal;
 pub mod logging;
 pub mod mirror;
@@ -16,7 +19,11 @@ pub mod overrides;
 pub mod render;
 pub mod rootfs;
 pub mod settings;
+pub mod state;
 pub mod txn;
 pub mod undo;
+
+#[cfg(test)]
+mod test_support;
 
 pub use error::{Error, Result};

@@ -179,6 +179,12 @@ pub fn mount_mirror(root: &Root, source: &Path, mounter: &dyn Mounter) -> Result
     }
     if let Some((_, true)) = mount_state(root, mounter, mountpoint)? {
         if journal_has_mount {
+            // An earlier root.d killed between the bind and the remount
+            // left a writable mount: make sure it is read-only now.
+            let top = root.open_dir_nofollow(mountpoint)?;
+            mounter
+                .remount_read_only(&magic_path(&top))
+                .map_err(|e| Error::io("make read-only", root.host_path(mountpoint), e))?;
             return Ok(MountOutcome::AlreadyMounted);
         }
         return Err(Error::path(

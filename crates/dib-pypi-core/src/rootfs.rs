@@ -53,6 +53,9 @@ pub enum Rmdir {
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    /// Crash injection for tests; see [`crate::fault`].
+    #[cfg(any(test, feature = "fault-injection"))]
+    faults: Option<std::sync::Arc<crate::fault::FaultPlan>>,
 }
 
 fn resolve_in_root() -> ResolveFlag {
@@ -68,7 +71,60 @@ impl Root {
         Ok(Root {
             fd,
             path: path.to_path_buf(),
+            #[cfg(any(test, feature = "fault-injection"))]
+            faults: None,
         })
+    }
+
+    /// Ask `plan` before every change this root makes (tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    pub fn with_faults(mut self, plan: std::sync::Arc<crate::fault::FaultPlan>) -> Root {
+        self.faults = Some(plan);
+        self
+    }
+
+    /// A crash point before a mutating call. `Ok(true)` means "crash
+    /// here": the caller may write half its data, then returns
+    /// [`Root::die`]. Without fault injection this is always `Ok(false)`.
+    fn crash_point(&self, what: &'static str, inner: &Path) -> Result<bool> {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if let Some(plan) = &self.faults {
+            return plan
+                .step(what)
+                .map_err(|e| Error::io(what, self.host_path(inner), e));
+        }
+        let _ = (what, inner);
+        Ok(false)
+    }
+
+    /// The error (or SIGKILL) of the crash step.
+    fn die(&self, what: &'static str, inner: &Path) -> Error {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if let Some(plan) = &self.faults {
+            return Error::io(what, self.host_path(inner), plan.die());
+        }
+        Error::path(
+            self.host_path(inner),
+            format!("{what}: unexpected crash point"),
+        )
+    }
+
+    /// A crash point where a crash leaves nothing half done.
+    fn point(&self, what: &'static str, inner: &Path) -> Result<()> {
+        if self.crash_point(what, inner)? {
+            return Err(self.die(what, inner));
+        }
+        Ok(())
+    }
+
+    /// Identity (device, inode) of directory `inner`, following symlinks
+    /// inside the image: two paths with the same identity and final name
+    /// are the same file.
+    pub fn dir_id(&self, inner: &Path) -> Result<(u64, u64)> {
+        let fd = self.open_dir(inner)?;
+        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.err("stat", inner, e))?;
+        Ok((st.st_dev, st.st_ino))
     }
 
     /// The host path of the root.
@@ -114,8 +170,13 @@ impl Root {
     pub fn lstat(&self, inner: &Path) -> Result<Option<Entry>> {
         let (dir, name) = match self.parent(inner) {
             Ok(p) => p,
+            // A parent that is missing, or is not a directory: nothing can
+            // be at `inner`.
             Err(Error::Io { source, .. })
-                if source.raw_os_error() == Some(Errno::ENOENT as i32) =>
+                if matches!(
+                    source.raw_os_error(),
+                    Some(e) if e == Errno::ENOENT as i32 || e == Errno::ENOTDIR as i32
+                ) =>
             {
                 return Ok(None)
             }
@@ -123,7 +184,7 @@ impl Root {
         };
         match fstatat(dir.as_fd(), &name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(entry_of(&st))),
-            Err(Errno::ENOENT) => Ok(None),
+            Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),
             Err(e) => Err(self.err("stat", inner, e)),
         }
     }
@@ -148,6 +209,7 @@ impl Root {
     /// Create directory `inner` (its parent must exist).
     pub fn mkdir(&self, inner: &Path, mode: u32) -> Result<()> {
         let (dir, name) = self.parent(inner)?;
+        self.point("create directory", inner)?;
         mkdirat(dir.as_fd(), &name, Mode::from_bits_truncate(mode))
             .map_err(|e| self.err("create directory", inner, e))?;
         // mkdir applies the umask; set the mode we mean.
@@ -158,6 +220,7 @@ impl Root {
             OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC),
         )
         .map_err(|e| self.err("open directory", inner, e))?;
+        self.point("chmod", inner)?;
         fchmod(real.as_fd(), Mode::from_bits_truncate(mode))
             .map_err(|e| self.err("chmod", inner, e))?;
         self.sync_dir(inner.parent().unwrap_or(Path::new("/")))
@@ -174,6 +237,7 @@ impl Root {
             }
             Err(e) => return Err(e),
         };
+        self.point("remove directory", inner)?;
         match unlinkat(dir.as_fd(), &name, UnlinkatFlags::RemoveDir) {
             Ok(()) => Ok(Rmdir::Removed),
             Err(Errno::ENOENT) => Ok(Rmdir::Absent),
@@ -193,6 +257,7 @@ impl Root {
             }
             Err(e) => return Err(e),
         };
+        self.point("remove", inner)?;
         match unlinkat(dir.as_fd(), &name, UnlinkatFlags::NoRemoveDir) {
             Ok(()) => Ok(true),
             Err(Errno::ENOENT) => Ok(false),
@@ -204,6 +269,7 @@ impl Root {
     pub fn rename_noreplace(&self, from: &Path, to: &Path) -> Result<()> {
         let (fdir, fname) = self.parent(from)?;
         let (tdir, tname) = self.parent(to)?;
+        self.point("rename", from)?;
         renameat2(
             fdir.as_fd(),
             &fname,
@@ -218,6 +284,7 @@ impl Root {
     pub fn rename_replace(&self, from: &Path, to: &Path) -> Result<()> {
         let (fdir, fname) = self.parent(from)?;
         let (tdir, tname) = self.parent(to)?;
+        self.point("rename", from)?;
         renameat(fdir.as_fd(), &fname, tdir.as_fd(), &tname)
             .map_err(|e| self.err("rename", from, e))
     }
@@ -235,15 +302,45 @@ impl Root {
                     | OFlag::O_CLOEXEC,
             )
             .mode(Mode::from_bits_truncate(mode));
+        self.point("create", inner)?;
         let fd = openat2(dir.as_fd(), &name, how).map_err(|e| self.err("create", inner, e))?;
         // O_CREAT's mode is filtered by the umask; set the one we mean
         // before any byte is written, so a secret is never world-readable.
+        self.point("chmod", inner)?;
         fchmod(fd.as_fd(), Mode::from_bits_truncate(mode))
             .map_err(|e| self.err("chmod", inner, e))?;
         let mut file = std::fs::File::from(fd);
+        self.write_data(&mut file, inner, contents)?;
+        self.point("fsync", inner)?;
+        file.sync_all()
+            .map_err(|e| Error::io("fsync", self.host_path(inner), e))
+    }
+
+    /// Write `contents` to `file` (a crash point: a crash there writes
+    /// only the first half, as a process killed mid-write would).
+    fn write_data(&self, file: &mut std::fs::File, inner: &Path, contents: &[u8]) -> Result<()> {
+        if self.crash_point("write", inner)? {
+            let half = contents.get(..contents.len() / 2).unwrap_or_default();
+            let _ = file.write_all(half);
+            return Err(self.die("write", inner));
+        }
         file.write_all(contents)
-            .and_then(|()| file.sync_all())
             .map_err(|e| Error::io("write", self.host_path(inner), e))
+    }
+
+    /// Cut file `inner` (not following a final symlink) to `len` bytes and
+    /// flush it.
+    pub fn truncate(&self, inner: &Path, len: u64) -> Result<()> {
+        let (dir, name) = self.parent(inner)?;
+        let how = OpenHow::new().flags(OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC);
+        let fd = openat2(dir.as_fd(), &name, how).map_err(|e| self.err("open", inner, e))?;
+        let file = std::fs::File::from(fd);
+        self.point("truncate", inner)?;
+        file.set_len(len)
+            .map_err(|e| Error::io("truncate", self.host_path(inner), e))?;
+        self.point("fsync", inner)?;
+        file.sync_all()
+            .map_err(|e| Error::io("fsync", self.host_path(inner), e))
     }
 
     /// Append `line` to file `inner` (created if missing) and flush it.
@@ -258,11 +355,13 @@ impl Root {
                     | OFlag::O_CLOEXEC,
             )
             .mode(Mode::from_bits_truncate(0o600));
+        self.point("open for append", inner)?;
         let fd = openat2(dir.as_fd(), &name, how).map_err(|e| self.err("open", inner, e))?;
         let mut file = std::fs::File::from(fd);
-        file.write_all(line)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io("write", self.host_path(inner), e))
+        self.write_data(&mut file, inner, line)?;
+        self.point("fsync", inner)?;
+        file.sync_data()
+            .map_err(|e| Error::io("fsync", self.host_path(inner), e))
     }
 
     /// Read a regular file of at most `limit` bytes; `None` if absent.
@@ -306,6 +405,7 @@ impl Root {
             OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC),
         )
         .map_err(|e| self.err("open directory", inner, e))?;
+        self.point("fsync directory", inner)?;
         fsync(real.as_fd()).map_err(|e| self.err("fsync", inner, e))
     }
 }

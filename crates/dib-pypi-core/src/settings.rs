@@ -120,7 +120,7 @@ fn parse_retries(value: &OsStr) -> Result<u32> {
             "DIB_PIP_RETRIES",
             format!(
                 "{:?} is not a non-negative integer",
-                value.to_string_lossy()
+                clip(&value.to_string_lossy(), 40)
             ),
         )
     })
@@ -149,7 +149,7 @@ impl Numbered {
     /// Record variable `name` (= `prefix` + `rest`). Empty values count as
     /// unset, as shell users expect from `export VAR=`.
     fn insert(&mut self, prefix: &str, rest: &[u8], name: &OsStr, value: &OsStr) -> Result<()> {
-        let shown = name.to_string_lossy().into_owned();
+        let shown = clip(&name.to_string_lossy(), 80);
         let key = match rest {
             [] => None,
             [b'_', digits @ ..] if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
@@ -181,6 +181,16 @@ impl Numbered {
         self.entries.insert(key, (shown, value.to_string()));
         Ok(())
     }
+}
+
+/// `text` cut to at most `max` characters for an error message, saying
+/// how long it was: a 1 MiB value must not make a 1 MiB log line.
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max).collect();
+    format!("{head}... ({} bytes)", text.len())
 }
 
 /// Collect the process environment as owned pairs.
@@ -347,6 +357,24 @@ mod tests {
         assert_eq!(s.indexes.len(), 1001);
         assert_eq!(s.indexes[0].as_str(), "http://m1/");
         assert_eq!(s.indexes[999].as_str(), "http://m1000/");
+    }
+
+    #[test]
+    fn huge_values_and_names_are_clipped_in_messages() {
+        let big = "9".repeat(1 << 20);
+        let e = settings(&[("DIB_PIP_RETRIES", &format!("x{big}"))])
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 200, "{} bytes", e.len());
+        assert!(e.contains("(1048577 bytes)"), "{e}");
+        let name = format!("DIB_PYPI_MIRROR_URL_{big}");
+        let e = settings(&[(name.as_str(), "http://m/")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.len() < 200 && e.ends_with("mirror number is too large"),
+            "{e}"
+        );
     }
 
     #[test]

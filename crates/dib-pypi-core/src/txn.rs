@@ -1,9 +1,14 @@
 //! Journaled changes to the image: every step is recorded before it is made.
+//!
+//! Each step is made so that a crash anywhere in it leaves a state the
+//! journal explains: a file is written under a temporary name, flushed,
+//! renamed into place (never over anything) and its directory flushed, so
+//! the real name holds either nothing or the whole file.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::journal::{Journal, Op, STATE_DIR};
+use crate::journal::{Journal, Op};
 use crate::rootfs::{with_suffix, Kind, Root};
 
 /// Suffix of the backup of an original file, kept beside it (same
@@ -58,27 +63,13 @@ pub struct Txn<'r> {
 
 impl<'r> Txn<'r> {
     /// Start (or continue) the journal at `journal_path`, creating the state
-    /// directory first if needed.
+    /// directory first if needed (see [`crate::state`]).
     pub fn begin(root: &'r Root, journal_path: &Path) -> Result<Txn<'r>> {
-        let missing = missing_dirs(root, Path::new(STATE_DIR))?;
-        for dir in &missing {
-            let mode = if dir == Path::new(STATE_DIR) {
-                0o700
-            } else {
-                DIR_MODE
-            };
-            root.mkdir(dir, mode)?;
-        }
-        let txn = Txn {
+        crate::state::ensure(root)?;
+        Ok(Txn {
             root,
             journal: Journal::new(root, journal_path),
-        };
-        // The journal lives in the state directory, so its creation can only
-        // be recorded afterwards; restore removes the state dir last anyway.
-        for dir in missing {
-            txn.journal.record(&Op::Mkdir(dir))?;
-        }
-        Ok(txn)
+        })
     }
 
     /// The journal this transaction writes.

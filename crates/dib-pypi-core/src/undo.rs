@@ -2,8 +2,11 @@
 //!
 //! Each step is undone in reverse order and each undo is idempotent, so
 //! running restore twice, or after a hook that was killed half way, ends in
-//! the same place. Failures do not stop the other steps; the journal is kept
-//! until every step succeeded, so a later run can finish the job.
+//! the same place. Every finished undo is itself journaled (`undone N`), so
+//! a rerun never replays an earlier step on a state a later one changed
+//! (which would take a put-back original for our file and delete it).
+//! Failures do not stop the other steps, except those on the same path; the
+//! journal is kept until every step succeeded, so a later run can finish.
 
 use std::path::{Path, PathBuf};
 
@@ -27,13 +30,32 @@ pub fn undo_journal(
     mounter: &dyn Mounter,
     deferred: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    let Some(ops) = journal.read()? else {
+    let Some(steps) = journal.pending()? else {
         return Ok(());
     };
     let mut errors = Vec::new();
     // Mount points whose unmount failed: never delete those.
     let mut busy: Vec<&Path> = Vec::new();
-    for op in ops.iter().rev() {
+    // Paths whose undo failed: an earlier step on them (in journal order)
+    // would act on a state it does not expect.
+    let mut failed: Vec<&Path> = Vec::new();
+    for (index, op) in steps.iter().rev() {
+        if let Some(path) = op
+            .paths()
+            .into_iter()
+            .find(|p| failed.contains(p) && !busy.contains(p))
+        {
+            let e = Error::path(
+                root.host_path(path),
+                "left as it is: undoing a later change to it failed",
+            );
+            log::error!("{e}");
+            errors.push(e);
+            continue;
+        }
+        // Whether a rerun must skip this step. Removing a directory we made
+        // is safe to replay, and must be retried when it was not empty yet.
+        let mut mark = true;
         let step = match op {
             Op::Mount(path) => match mount_state(root, mounter, path) {
                 Ok(Some((host, true))) => mounter
@@ -47,18 +69,27 @@ pub fn undo_journal(
             Op::Create(path) => undo_create(root, path),
             Op::Backup { path, backup } => undo_backup(root, path, backup),
             Op::Mkdir(path) if holds_state(path) => {
+                // Not undone here, so not marked: a rerun defers it again.
                 deferred.push(path.clone());
+                mark = false;
                 Ok(())
             }
             Op::Mkdir(path) if busy.contains(&path.as_path()) => Err(Error::path(
                 root.host_path(path),
                 "not removed: the mirror could not be unmounted from it",
             )),
-            Op::Mkdir(path) => undo_mkdir(root, path),
+            Op::Mkdir(path) => undo_mkdir(root, path).map(|gone| mark = gone),
         };
-        if let Err(e) = step {
-            log::error!("{e}");
-            errors.push(e);
+        match step {
+            // Without the mark a rerun could replay this step out of order:
+            // stop rather than go on unrecorded.
+            Ok(()) if mark => journal.mark_undone(*index)?,
+            Ok(()) => {}
+            Err(e) => {
+                log::error!("{e}");
+                errors.push(e);
+                failed.extend(op.paths());
+            }
         }
     }
     if errors.is_empty() {
@@ -107,41 +138,43 @@ fn undo_backup(root: &Root, path: &Path, backup: &Path) -> Result<()> {
     Ok(())
 }
 
-fn undo_mkdir(root: &Root, path: &Path) -> Result<()> {
+/// Remove directory `path` if it is empty; whether it is gone (or was
+/// replaced by something that is not ours to remove).
+fn undo_mkdir(root: &Root, path: &Path) -> Result<bool> {
     match root.lstat(path)? {
         Some(e) if e.kind == Kind::Dir => {}
-        // Gone, or replaced by something that is not ours to remove.
-        _ => return Ok(()),
+        _ => return Ok(true),
     }
     match root.rmdir(path)? {
         Rmdir::Removed => log::debug!("removed directory {}", path.display()),
         Rmdir::Absent => {}
-        Rmdir::NotEmpty => log::info!(
-            "kept {}: it now holds files other build steps put there",
-            path.display()
-        ),
+        Rmdir::NotEmpty => {
+            log::info!(
+                "kept {}: it now holds files other build steps put there",
+                path.display()
+            );
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Remove the state directory (if empty) and the `deferred` ancestors we
-/// created for it, innermost first.
+/// Remove the state directory and the parents we created for it (those
+/// the state journal records, plus `deferred` ones from journals of earlier
+/// versions), once no hook journal needs it. See [`crate::state`].
 pub fn remove_state_dir(root: &Root, deferred: &[PathBuf]) -> Result<()> {
-    let mut dirs: Vec<&Path> = deferred.iter().map(PathBuf::as_path).collect();
-    dirs.push(Path::new(STATE_DIR));
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    dirs.dedup();
-    for dir in dirs {
-        undo_mkdir(root, dir)?;
-    }
-    Ok(())
+    crate::state::teardown(root, deferred)
 }
 
-/// cleanup.d: undo the configure journal, then the mount journal, then
-/// remove the state directory. Harmless when nothing was done.
+/// cleanup.d: finish any interrupted change to the state directory, undo
+/// the configure journal, then the mount journal, then remove the state
+/// directory. Harmless when nothing was done.
 pub fn restore(root: &Root, mounter: &dyn Mounter) -> Result<()> {
     let mut deferred = Vec::new();
     let mut errors = Vec::new();
+    if let Err(e) = crate::state::recover(root) {
+        errors.push(e);
+    }
     for path in [CONFIG_JOURNAL, MOUNT_JOURNAL] {
         let journal = Journal::new(root, Path::new(path));
         if let Err(e) = undo_journal(root, &journal, mounter, &mut deferred) {
@@ -154,5 +187,81 @@ pub fn restore(root: &Root, mounter: &dyn Mounter) -> Result<()> {
         Err(errors.remove(0))
     } else {
         Err(Error::Many(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::configure::configure;
+    use crate::settings::Settings;
+    use crate::test_support::{tree, NoMounts};
+
+    fn image_with_original() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("root/.pip")).unwrap();
+        std::fs::write(
+            dir.path().join("root/.pip/pip.conf"),
+            "[global]\ntimeout = 7\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn restore_killed_at_any_step_then_run_again_keeps_the_original() {
+        // Regression: a rerun replayed "remove the file we created" on the
+        // original that the killed run had already put back, deleting it.
+        use crate::fault::{Death, FaultPlan};
+        use std::sync::Arc;
+        let settings = Settings::from_vars([("DIB_OFFLINE", "1")]).unwrap();
+        let mut n = 1;
+        loop {
+            let dir = image_with_original();
+            let before = tree(dir.path());
+            let root = Root::open(dir.path()).unwrap();
+            configure(&root, &settings, Path::new("/root"), &NoMounts).unwrap();
+            let plan = Arc::new(FaultPlan::crash_at(n, Death::Fail));
+            let killed = Root::open(dir.path()).unwrap().with_faults(plan.clone());
+            let result = restore(&killed, &NoMounts);
+            restore(&root, &NoMounts).unwrap();
+            assert_eq!(tree(dir.path()), before, "killed at step {n}");
+            if !plan.crashed() {
+                result.unwrap();
+                break;
+            }
+            n += 1;
+        }
+        assert!(n > 10, "{n}");
+    }
+
+    #[test]
+    fn a_failed_step_stops_earlier_steps_on_the_same_path() {
+        let dir = image_with_original();
+        let root = Root::open(dir.path()).unwrap();
+        let settings = Settings::from_vars([("DIB_OFFLINE", "1")]).unwrap();
+        configure(&root, &settings, Path::new("/root"), &NoMounts).unwrap();
+        // Our file became a directory: it cannot be removed, so the
+        // original must stay at its backup name, not be renamed over it.
+        let conf = dir.path().join("root/.pip/pip.conf");
+        std::fs::remove_file(&conf).unwrap();
+        std::fs::create_dir(&conf).unwrap();
+        let e = restore(&root, &NoMounts).unwrap_err().to_string();
+        assert!(
+            e.contains("was created by us as a file but is now a directory"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("root/.pip/pip.conf.dib-pypi-orig")).unwrap(),
+            "[global]\ntimeout = 7\n"
+        );
+        // Once the directory is gone, a rerun finishes the job.
+        std::fs::remove_dir(&conf).unwrap();
+        restore(&root, &NoMounts).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&conf).unwrap(),
+            "[global]\ntimeout = 7\n"
+        );
+        assert!(!dir.path().join("var").exists());
     }
 }
