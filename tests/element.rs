@@ -43,6 +43,32 @@ fn python_says(image: &Image, venv: &str, project: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Assert that `project` imports in `venv` and reports its synthetic output.
+fn assert_installed(image: &Image, venv: &str, project: &str) {
+    assert_eq!(
+        python_says(image, venv, project),
+        expected_output(project, "1.0")
+    );
+}
+
+/// In a fresh pip-less venv /opt/venvs/uv, `uv pip install project` with
+/// the uv that pip installed earlier: uv reads only its own uv.toml.
+fn uv_install(image: &Image, project: &str) -> std::process::Output {
+    make_venv(image, "/opt/venvs/uv", false);
+    image.chroot(
+        &[
+            "/opt/venvs/pip/bin/uv",
+            "pip",
+            "install",
+            "--no-cache",
+            "--python",
+            "/opt/venvs/uv/bin/python",
+            project,
+        ],
+        &[],
+    )
+}
+
 fn make_venv(image: &Image, venv: &str, with_pip: bool) {
     let mut argv = vec!["python3", "-m", "venv"];
     if !with_pip {
@@ -111,30 +137,12 @@ fn pip_and_uv_install_from_the_cache_mirror_then_cleanup_restores_exactly() {
         "{}",
         text(&out)
     );
-    assert_eq!(
-        python_says(&image, "/opt/venvs/pip", "dibtest-alpha"),
-        expected_output("dibtest-alpha", "1.0")
-    );
+    assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");
 
     // Real uv, reading only its own uv.toml, does the same.
-    make_venv(&image, "/opt/venvs/uv", false);
-    let out = image.chroot(
-        &[
-            "/opt/venvs/pip/bin/uv",
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            "/opt/venvs/uv/bin/python",
-            "dibtest-beta",
-        ],
-        &[],
-    );
+    let out = uv_install(&image, "dibtest-beta");
     assert_ok("uv pip install from the mirror", &out);
-    assert_eq!(
-        python_says(&image, "/opt/venvs/uv", "dibtest-beta"),
-        expected_output("dibtest-beta", "1.0")
-    );
+    assert_installed(&image, "/opt/venvs/uv", "dibtest-beta");
 
     // cleanup.d with the mirror still mounted: it unmounts, then restores.
     let out = image.run_outside(CLEANUP, &[]);
@@ -200,32 +208,14 @@ fn http_mirrors_with_credentials_fall_back_in_order() {
     );
     assert_ok("pip install over http", &out);
     assert!(!text(&out).contains(secret), "pip printed the password");
-    assert_eq!(
-        python_says(&image, "/opt/venvs/pip", "dibtest-second"),
-        expected_output("dibtest-second", "1.0")
-    );
+    assert_installed(&image, "/opt/venvs/pip", "dibtest-second");
 
-    make_venv(&image, "/opt/venvs/uv", false);
-    let out = image.chroot(
-        &[
-            "/opt/venvs/pip/bin/uv",
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            "/opt/venvs/uv/bin/python",
-            "dibtest-second",
-        ],
-        &[],
-    );
+    let out = uv_install(&image, "dibtest-second");
     assert_ok(
         "uv pip install over http (falls back past the wrong index)",
         &out,
     );
-    assert_eq!(
-        python_says(&image, "/opt/venvs/uv", "dibtest-second"),
-        expected_output("dibtest-second", "1.0")
-    );
+    assert_installed(&image, "/opt/venvs/uv", "dibtest-second");
 
     let out = image.run_outside(CLEANUP, &[]);
     assert_ok("cleanup.d", &out);

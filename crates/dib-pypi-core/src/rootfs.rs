@@ -213,13 +213,7 @@ impl Root {
         mkdirat(dir.as_fd(), &name, Mode::from_bits_truncate(mode))
             .map_err(|e| self.err("create directory", inner, e))?;
         // mkdir applies the umask; set the mode we mean.
-        let fd = self.open_dir(inner)?;
-        let real = openat2(
-            fd.as_fd(),
-            ".",
-            OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC),
-        )
-        .map_err(|e| self.err("open directory", inner, e))?;
+        let real = self.open_dir_readable(inner)?;
         self.point("chmod", inner)?;
         fchmod(real.as_fd(), Mode::from_bits_truncate(mode))
             .map_err(|e| self.err("chmod", inner, e))?;
@@ -396,15 +390,21 @@ impl Root {
         openat2(dir.as_fd(), &name, how).map_err(|e| self.err("open directory", inner, e))
     }
 
-    /// fsync directory `inner`, so renames and creations in it are durable.
-    pub fn sync_dir(&self, inner: &Path) -> Result<()> {
+    /// A real (not O_PATH) fd on directory `inner`: fchmod and fsync need
+    /// one. Reached through [`Root::open_dir`], so still resolved in the root.
+    fn open_dir_readable(&self, inner: &Path) -> Result<OwnedFd> {
         let fd = self.open_dir(inner)?;
-        let real = openat2(
+        openat2(
             fd.as_fd(),
             ".",
             OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC),
         )
-        .map_err(|e| self.err("open directory", inner, e))?;
+        .map_err(|e| self.err("open directory", inner, e))
+    }
+
+    /// fsync directory `inner`, so renames and creations in it are durable.
+    pub fn sync_dir(&self, inner: &Path) -> Result<()> {
+        let real = self.open_dir_readable(inner)?;
         self.point("fsync directory", inner)?;
         fsync(real.as_fd()).map_err(|e| self.err("fsync", inner, e))
     }
