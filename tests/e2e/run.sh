@@ -1,0 +1,585 @@
+#!/bin/bash
+# End-to-end test of the pypi element in real diskimage-builder builds.
+#
+#   tests/e2e/run.sh [--dib-venv DIR] [--work DIR] [--elements DIR]
+#                    [--builds "file http"] [--keep]
+#
+# 1. builds the element with `cargo xtask element --out WORK/elements`
+#    (or takes an already assembled one from --elements DIR) and runs
+#    DIB's dib-lint over it, with no ignore settings;
+# 2. "file" build: disk-image-create -t tar debian-minimal pypi pypi-test,
+#    with a PEP 503 mirror in $DIB_IMAGE_CACHE/pypi/mirror (the element's
+#    default file:///tmp/pypi) and upstream PyPI disabled
+#    (DIB_NO_PYPI_PIP=1);
+# 3. "http" build: the same elements, with the mirrors served on loopback
+#    over http: DIB_PYPI_MIRROR_URL (with a user and password),
+#    DIB_PYPI_MIRROR_URL_1 wrong (404), DIB_PYPI_MIRROR_URL_2 and
+#    DIB_PYPI_MIRROR_URL_10 working, DIB_OFFLINE=1, -x tracing on;
+# 4. opens each tar and checks what the element must leave (and not
+#    leave) in the image, and the build log.
+#
+# Prints one line per check and ends with "N passed, M failed"; exits
+# non-zero if any check failed.  See docs/E2E.md.
+#
+# Options (environment variables in brackets):
+#   --dib-venv DIR   venv with diskimage-builder [DIB_VENV, /opt/dib-venv]
+#   --work DIR       work dir [E2E_WORK, <repo>/target/e2e]
+#   --elements DIR   use DIR/pypi instead of building it [E2E_ELEMENTS]
+#   --builds LIST    which builds to run [E2E_BUILDS, "file http"]
+#   --keep           keep the extracted image trees [E2E_KEEP=1]
+# Other environment:
+#   E2E_IMAGE_CACHE        DIB_IMAGE_CACHE [WORK/cache]; holds the
+#                          debootstrap tarball (reused by later builds)
+#   E2E_UV_WHEEL           a uv wheel to use instead of downloading one
+#   E2E_UV_SPEC            what `pip download` fetches ["uv"]
+#   E2E_BUILD_TIMEOUT      seconds per disk-image-create [1200]
+#   E2E_HTTP_TRACE         1: run the http build with -x [1]
+#   DIB_DISTRIBUTION_MIRROR, DIB_DEBIAN_SECURITY_MIRROR
+#                          default: read from the host's apt sources
+
+set -eu
+set -o pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+DIB_VENV=${DIB_VENV:-/opt/dib-venv}
+WORK=${E2E_WORK:-$REPO/target/e2e}
+ELEMENTS_SRC=${E2E_ELEMENTS:-}
+BUILDS=${E2E_BUILDS:-file http}
+KEEP=${E2E_KEEP:-0}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dib-venv) DIB_VENV=$2; shift 2 ;;
+        --work) WORK=$2; shift 2 ;;
+        --elements) ELEMENTS_SRC=$2; shift 2 ;;
+        --builds) BUILDS=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+CACHE=${E2E_IMAGE_CACHE:-$WORK/cache}
+BUILD_TIMEOUT=${E2E_BUILD_TIMEOUT:-1200}
+HTTP_TRACE=${E2E_HTTP_TRACE:-1}
+RELEASE=bookworm
+PROBE=dib-pypi-e2e-probe
+PROBE_MODULE=dib_pypi_e2e_probe
+SEED=$HERE/elements/pypi-test/pypi-test-data/seed-pip.conf
+PY=$DIB_VENV/bin/python
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=
+else
+    SUDO=sudo
+fi
+
+# ---------------------------------------------------------------- report
+
+PASSED=0
+FAILED=0
+SKIPPED=0
+TIMINGS=()
+SERVER_PID=
+
+say() { echo "e2e: $*"; }
+ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
+not_ok() { FAILED=$((FAILED + 1)); echo "not ok - $*"; }
+skip() { SKIPPED=$((SKIPPED + 1)); echo "skip - $*"; }
+# check DESCRIPTION COMMAND...: one check, passes when COMMAND succeeds.
+check() {
+    local desc=$1
+    shift
+    if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+timing() { TIMINGS+=("$(printf '%-28s %5ss' "$1" "$2")"); }
+
+finish() {
+    local rc=$?
+    if [ -n "$SERVER_PID" ]; then
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+    fi
+    if [ ${#TIMINGS[@]} -gt 0 ]; then
+        echo "e2e: timings:"
+        printf '  %s\n' "${TIMINGS[@]}" | tee "$WORK/timings.txt"
+    fi
+    if [ "$rc" -ne 0 ] && [ "$FAILED" -eq 0 ]; then
+        # died outside a check (set -e): that is a failure too
+        not_ok "run.sh stopped early (exit $rc)"
+    fi
+    local line="$PASSED passed, $FAILED failed"
+    if [ "$SKIPPED" -gt 0 ]; then
+        line="$line, $SKIPPED skipped"
+    fi
+    echo "$line"
+    if [ "$FAILED" -gt 0 ]; then
+        exit 1
+    fi
+    exit 0
+}
+trap finish EXIT
+
+# ---------------------------------------------------------------- helpers
+
+# Host-derived Debian mirrors: the main one from the apt sources, the
+# security one from a "-security" suite there or else the same host.
+read_apt_mirrors() {
+    "$PY" - "$RELEASE" <<'EOF'
+import glob, re, sys
+from urllib.parse import urlsplit
+release = sys.argv[1]
+entries = []  # (uri, suite)
+for path in glob.glob("/etc/apt/sources.list.d/*.sources"):
+    for stanza in re.split(r"\n\s*\n", open(path).read()):
+        fields = {}
+        for line in stanza.splitlines():
+            if line.startswith("#") or ":" not in line or line[:1].isspace():
+                continue
+            k, v = line.split(":", 1)
+            fields[k.strip().lower()] = v.split()
+        if "deb" not in fields.get("types", []):
+            continue
+        if fields.get("enabled", ["yes"])[0].lower() == "no":
+            continue
+        for uri in fields.get("uris", []):
+            for suite in fields.get("suites", []):
+                entries.append((uri, suite))
+for path in ["/etc/apt/sources.list"] + glob.glob("/etc/apt/sources.list.d/*.list"):
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        line = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+        if len(line) >= 3 and line[0] == "deb":
+            entries.append((line[1], line[2]))
+main = next((u for u, s in entries if s == release), None)
+main = main or next((u for u, s in entries if "-" not in s), None)
+if not main:
+    sys.exit("no Debian mirror found in the apt sources")
+sec = next((u for u, s in entries if s == release + "-security"), None)
+if not sec:
+    p = urlsplit(main)
+    sec = "%s://%s/debian-security" % (p.scheme, p.netloc)
+print(main.rstrip("/"))
+print(sec.rstrip("/"))
+EOF
+}
+
+# Environment for disk-image-create: nothing from the caller that would
+# steer pip, uv or the element, so only what each build sets counts.
+UNSET_ARGS=()
+STRIPPED=()
+for v in $(compgen -e); do
+    case "$v" in
+        PIP_*|UV_*|PYPI_MIRROR_URL*|DIB_PYPI_MIRROR_URL*|DIB_OFFLINE|\
+        DIB_NO_PYPI_PIP|DIB_PIP_RETRIES|VIRTUAL_ENV|PYTHONPATH|PYTHONHOME|\
+        ELEMENTS_PATH|DIB_DEBUG_TRACE|XDG_CONFIG_HOME|XDG_CACHE_HOME)
+            UNSET_ARGS+=(-u "$v")
+            STRIPPED+=("$v")
+            ;;
+    esac
+done
+
+random_hex() { "$PY" -c 'import secrets; print(secrets.token_hex(8))'; }
+
+# Extract an image tar to DIR (as root, keeping owners and modes).
+extract() {
+    rm -rf "$2"
+    mkdir -p "$2"
+    $SUDO tar --numeric-owner -xpf "$1" -C "$2"
+}
+
+# Mounts of a DIB chroot's /tmp/pypi still present on the host.
+leftover_mounts() {
+    awk '$2 ~ /dib_build\.[^\/]*\/(mnt|built)\/tmp\/pypi$/ { print $2 }' /proc/mounts
+}
+
+# dist_info_exists VENV NAME-VERSION
+dist_info_exists() { compgen -G "$1/lib/python3*/site-packages/$2.dist-info" >/dev/null; }
+file_absent() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
+none_found() { [ -z "$("$@" 2>/dev/null | head -n 5)" ]; }
+file_is() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+mode_is() { [ "$(stat -c '%a %u %g' "$1" 2>/dev/null)" = "$2" ]; }
+log_has() { grep -q -F -- "$2" "$1"; }
+log_lacks() { ! grep -q -F -- "$2" "$1"; }
+
+# "Looking in indexes: A, B, C" of pip: the URLs in order, exactly.
+pip_indexes_are() {
+    local log=$1
+    shift
+    local want
+    want="Looking in indexes: $(
+        IFS=,
+        echo "$*" | sed 's/,/, /g'
+    )"
+    local got
+    got=$(grep -o 'Looking in indexes: .*' "$log" | sort -u)
+    if [ "$got" != "$want" ]; then
+        echo "    want: $want" >&2
+        echo "    got:  ${got:-<none>}" >&2
+        return 1
+    fi
+}
+
+# ---------------------------------------------------------------- setup
+
+T0=$(date +%s)
+say "work dir $WORK, image cache $CACHE, DIB venv $DIB_VENV"
+if [ ${#STRIPPED[@]} -gt 0 ]; then
+    say "not passed to disk-image-create: ${STRIPPED[*]}"
+fi
+
+for tool in "$DIB_VENV/bin/disk-image-create" "$DIB_VENV/bin/dib-lint"; do
+    if [ ! -x "$tool" ]; then
+        not_ok "$tool not found (run .ci/install-deps)"
+        exit 1
+    fi
+done
+for tool in debootstrap sudo losetup mkfs.ext4 fstrim mount file git; do
+    if ! command -v "$tool" >/dev/null; then
+        not_ok "host tool $tool missing (run .ci/install-deps)"
+        exit 1
+    fi
+done
+
+mapfile -t apt_mirrors < <(read_apt_mirrors)
+DISTRO_MIRROR=${DIB_DISTRIBUTION_MIRROR:-${apt_mirrors[0]}}
+SECURITY_MIRROR=${DIB_DEBIAN_SECURITY_MIRROR:-${apt_mirrors[1]}}
+say "Debian mirror $DISTRO_MIRROR, security mirror $SECURITY_MIRROR"
+
+# 1. the element -----------------------------------------------------------
+
+ELEMENTS=$WORK/elements
+t=$(date +%s)
+rm -rf "$ELEMENTS"
+mkdir -p "$ELEMENTS"
+if [ -n "$ELEMENTS_SRC" ]; then
+    say "using the element in $ELEMENTS_SRC/pypi"
+    cp -a "$ELEMENTS_SRC/pypi" "$ELEMENTS/pypi"
+else
+    say "cargo xtask element --out $ELEMENTS"
+    if ! (cd "$REPO" && cargo xtask element --out "$ELEMENTS") > "$WORK/xtask.log" 2>&1; then
+        tail -n 40 "$WORK/xtask.log"
+        not_ok "cargo xtask element --out $ELEMENTS (log: $WORK/xtask.log)"
+        exit 1
+    fi
+fi
+timing "element (cargo xtask)" $(($(date +%s) - t))
+EL=$ELEMENTS/pypi
+check "element: $EL has README.rst, root.d, pre-install.d/04-pypi-configure, cleanup.d" \
+    test -f "$EL/README.rst" -a -d "$EL/root.d" -a -x "$EL/pre-install.d/04-pypi-configure" -a -d "$EL/cleanup.d"
+
+# dib-lint, as DIB runs it on its own elements: from a fresh git tree
+# (dib-lint skips files git ignores, and /target is ignored here) with no
+# tox.ini, so no global ignore settings.
+lint() {
+    local name=$1 src=$2
+    local dir=$WORK/lint-$name
+    rm -rf "$dir"
+    mkdir -p "$dir/elements" "$dir/lib"
+    cp -a "$src" "$dir/elements/"
+    git -C "$dir" init -q
+    if (cd "$dir" && PATH="$DIB_VENV/bin:$PATH" ELEMENTS_DIR=elements LIB_DIR=lib \
+        "$DIB_VENV/bin/dib-lint") > "$dir.log" 2>&1 &&
+        grep -q '^PASS$' "$dir.log" && ! grep -q '^Skipping' "$dir.log"; then
+        return 0
+    fi
+    grep -E 'ERROR|FAIL|Skipping' "$dir.log" | head -n 40 >&2
+    return 1
+}
+t=$(date +%s)
+check "dib-lint passes on the assembled element (log: $WORK/lint-pypi.log)" lint pypi "$EL"
+check "element carries no '# dib-lint:' exclusions" \
+    none_found grep -r -a -l 'dib-lint:' "$EL"
+check "dib-lint passes on the test element pypi-test" lint pypi-test "$HERE/elements/pypi-test"
+timing "dib-lint" $(($(date +%s) - t))
+
+# 2. mirror contents ---------------------------------------------------------
+
+t=$(date +%s)
+DL=$WORK/downloads
+mkdir -p "$DL"
+if [ -n "${E2E_UV_WHEEL:-}" ]; then
+    UV_WHEEL=$E2E_UV_WHEEL
+else
+    UV_WHEEL=$(find "$DL" -maxdepth 1 -name 'uv-*.whl' | sort | tail -n 1)
+    if [ -z "$UV_WHEEL" ]; then
+        say "downloading ${E2E_UV_SPEC:-uv} from PyPI (host side)"
+        env "${UNSET_ARGS[@]}" "$PY" -m pip download --quiet --no-deps --only-binary=:all: \
+            --dest "$DL" "${E2E_UV_SPEC:-uv}"
+        UV_WHEEL=$(find "$DL" -maxdepth 1 -name 'uv-*.whl' | sort | tail -n 1)
+    fi
+fi
+if [ ! -f "$UV_WHEEL" ]; then
+    not_ok "a uv wheel for the mirror (E2E_UV_WHEEL or pip download uv)"
+    exit 1
+fi
+UV_VERSION=$(basename "$UV_WHEEL" | cut -d- -f2)
+say "uv wheel: $(basename "$UV_WHEEL")"
+
+WHEELS=$WORK/wheels
+rm -rf "$WHEELS"
+# one probe wheel per role, each with its own token
+declare -A TOKEN
+mkwheel() { # role version
+    TOKEN[$1]="$1-$(random_hex)"
+    "$PY" "$HERE/mirror.py" wheel --name "$PROBE" --version "$2" \
+        --token "${TOKEN[$1]}" --out "$WHEELS/$1" >/dev/null
+}
+mkwheel file 1.0       # build "file": the local mirror
+mkwheel http-2 1.0     # build "http": DIB_PYPI_MIRROR_URL_2
+mkwheel http-10 2.0    # build "http": DIB_PYPI_MIRROR_URL_10
+mkwheel decoy 9.0      # build "http": the local mirror, must not be used
+timing "mirror contents" $(($(date +%s) - t))
+
+# 3. builds ------------------------------------------------------------------
+
+COMMON_ENV=(
+    "PATH=$DIB_VENV/bin:$PATH"
+    "ELEMENTS_PATH=$ELEMENTS:$HERE/elements"
+    "DIB_RELEASE=$RELEASE"
+    "DIB_DISTRIBUTION_MIRROR=$DISTRO_MIRROR"
+    "DIB_DEBIAN_SECURITY_MIRROR=$SECURITY_MIRROR"
+    "DIB_IMAGE_CACHE=$CACHE"
+    # write the debootstrap tarball to $DIB_IMAGE_CACHE, and use it when
+    # it is there: only the first build of a run debootstraps
+    "DIB_DEBOOTSTRAP_CACHE=1"
+    "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1"
+)
+
+# dib_build NAME [VAR=VALUE...] [-- DIB-OPTIONS...]
+dib_build() {
+    local name=$1
+    shift
+    local envs=() opts=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        envs+=("$1")
+        shift
+    done
+    [ $# -gt 0 ] && shift
+    opts=("$@")
+    local b=$WORK/build-$name
+    rm -rf "$b"
+    mkdir -p "$b"
+    local tarball=$CACHE/debootstrap-debian-$RELEASE-amd64.tar.gz
+    if [ -f "$tarball" ]; then
+        say "build $name: debootstrap tarball cached"
+    fi
+    say "build $name: disk-image-create ${opts[*]} -t tar debian-minimal pypi pypi-test (log: $b/build.log)"
+    local t rc=0
+    t=$(date +%s)
+    env "${UNSET_ARGS[@]}" "${COMMON_ENV[@]}" "${envs[@]}" \
+        timeout "$BUILD_TIMEOUT" "$DIB_VENV/bin/disk-image-create" "${opts[@]}" \
+        -t tar -o "$b/image" --logfile "$b/build.log" \
+        debian-minimal pypi pypi-test > "$b/dib.out" 2>&1 || rc=$?
+    timing "build $name" $(($(date +%s) - t))
+    if [ "$rc" -ne 0 ] || [ ! -f "$b/image.tar" ]; then
+        tail -n 60 "$b/build.log" 2>/dev/null || cat "$b/dib.out"
+        not_ok "build $name: disk-image-create succeeded (exit $rc)"
+        return 1
+    fi
+    ok "build $name: disk-image-create succeeded"
+    t=$(date +%s)
+    extract "$b/image.tar" "$b/root"
+    timing "extract $name" $(($(date +%s) - t))
+}
+
+# Checks that hold for every build.  $1 = build name, $2 = expected
+# "VERSION TOKEN" of the pip install, $3 = of the uv install.
+common_checks() {
+    local name=$1 want_pip=$2 want_uv=$3
+    local b=$WORK/build-$name r=$WORK/build-$name/root
+    local log=$b/build.log
+    local o=$r/opt/pypi-test
+
+    # our element, not DIB's own "pypi" element, ran
+    check "$name: our pypi element overrides DIB's own" \
+        log_has "$log" "pre-install.d/04-pypi-configure"
+    check "$name: DIB's own pypi element hooks did not run" \
+        none_found grep -E '04-configure-pypi-mirror|00-mount-pypi-mirror|00-unconfigure-pypi-mirror' "$log"
+
+    # during the build
+    check "$name: while install.d ran, /root/.pip/pip.conf was in place" \
+        log_has "$o/during-build.txt" "present /root/.pip/pip.conf"
+    check "$name: while install.d ran, /root/.config/pip/pip.conf was in place" \
+        log_has "$o/during-build.txt" "present /root/.config/pip/pip.conf"
+    check "$name: while install.d ran, /root/.config/uv/uv.toml was in place" \
+        log_has "$o/during-build.txt" "present /root/.config/uv/uv.toml"
+    check "$name: while install.d ran, /tmp/pypi was mounted" \
+        log_has "$o/during-build.txt" "mounted /tmp/pypi"
+    check "$name: upstream PyPI was not in the pip/uv configuration" \
+        log_has "$o/during-build.txt" "upstream absent"
+    check "$name: pip installed the probe from the mirror ($want_pip)" \
+        file_is "$o/pip-venv.probe" "$want_pip"
+    check "$name: uv installed the probe from the mirror ($want_uv)" \
+        file_is "$o/uv-venv.probe" "$want_uv"
+    check "$name: the pip-venv probe was installed by pip" \
+        file_is "$(echo "$o"/pip-venv/lib/python3*/site-packages/${PROBE_MODULE}-*.dist-info/INSTALLER)" pip
+    check "$name: the uv-venv probe was installed by uv" \
+        file_is "$(echo "$o"/uv-venv/lib/python3*/site-packages/${PROBE_MODULE}-*.dist-info/INSTALLER)" uv
+    check "$name: uv $UV_VERSION (the mirror's wheel) is in the pip-venv" \
+        dist_info_exists "$o/pip-venv" "uv-$UV_VERSION"
+
+    # after the build: the image's own pip config is back ...
+    check "$name: /root/.config/pip/pip.conf is back byte for byte" \
+        cmp -s "$SEED" "$r/root/.config/pip/pip.conf"
+    check "$name: /root/.config/pip/pip.conf is back with mode 0640 root:root" \
+        mode_is "$r/root/.config/pip/pip.conf" "640 0 0"
+    check "$name: /root/.config/pip keeps mode 0750" \
+        mode_is "$r/root/.config/pip" "750 0 0"
+    # ... and nothing of ours is left
+    check "$name: no /root/.pip (made by the element) in the image" \
+        file_absent "$r/root/.pip"
+    check "$name: no /root/.config/uv (made by the element) in the image" \
+        file_absent "$r/root/.config/uv"
+    check "$name: no *.dib-pypi-orig backup anywhere in the image" \
+        none_found find "$r" -xdev -name '*.dib-pypi-orig'
+    check "$name: no /var/lib/dib-pypi state in the image" \
+        file_absent "$r/var/lib/dib-pypi"
+    check "$name: no dib-pypi file or directory anywhere in the image" \
+        none_found find "$r" -xdev -name '*dib-pypi*'
+    check "$name: no /tmp/pypi in the image" \
+        file_absent "$r/tmp/pypi"
+    check "$name: no pip.log or pip-log.txt anywhere in the image" \
+        none_found find "$r" -xdev \( -name pip.log -o -name pip-log.txt \)
+    check "$name: no uv.toml or pip.conf left in /etc" \
+        none_found find "$r/etc" -xdev \( -name uv.toml -o -name pip.conf \)
+    check "$name: no file in /root or /etc mentions /tmp/pypi" \
+        none_found grep -r -l -F /tmp/pypi "$r/root" "$r/etc"
+    check "$name: no mount of the mirror left on the host" \
+        none_found leftover_mounts
+    # DIB copies every element directory into its hooks dir, and some
+    # names are special there (install-bin copies every bin/* into
+    # /usr/local/bin of the image): none of the element's files may end
+    # up in the image.
+    check "$name: none of the element's files was copied into the image" \
+        none_found element_files_in_image "$r"
+}
+
+# Files of the element (by content) found anywhere in the image but /opt
+# and /tmp.
+element_files_in_image() {
+    local r=$1
+    local sums
+    sums=$(find "$EL" -type f -size +0 -exec sha256sum {} + | awk '{ print $1 }' | sort -u)
+    find "$r" -xdev -type f -size +0 \
+        -not -path "$r/opt/*" -not -path "$r/proc/*" -not -path "$r/sys/*" \
+        \( -path "$r/usr/local/*" -o -path "$r/usr/bin/*" -o -path "$r/usr/sbin/*" \
+        -o -path "$r/usr/lib/*" -o -path "$r/root/*" -o -path "$r/etc/*" -o -path "$r/var/*" \) \
+        -size -64M -exec sha256sum {} + 2>/dev/null |
+        awk 'NR == FNR { want[$1] = 1; next } ($1 in want) { print $2 }' <(echo "$sums") -
+}
+
+for build in $BUILDS; do
+    case "$build" in
+    file)
+        # the default mirror: $DIB_IMAGE_CACHE/pypi/mirror -> file:///tmp/pypi
+        rm -rf "$CACHE/pypi/mirror"
+        "$PY" "$HERE/mirror.py" index --root "$CACHE/pypi/mirror" \
+            "$UV_WHEEL" "$WHEELS"/file/*.whl
+        if dib_build file DIB_NO_PYPI_PIP=1; then
+            common_checks file "1.0 ${TOKEN[file]}" "1.0 ${TOKEN[file]}"
+            check "file: pip looked in file:///tmp/pypi only" \
+                pip_indexes_are "$WORK/build-file/build.log" "file:///tmp/pypi"
+            check "file: no upstream PyPI in the build log's pip index lines" \
+                none_found grep -E 'Looking in indexes: .*pypi\.(org|python\.org)' "$WORK/build-file/build.log"
+        fi
+        ;;
+    http)
+        # Mirrors on loopback, under one static server:
+        #   /a/      uv                   DIB_PYPI_MIRROR_URL, user:password
+        #   /wrong/  (nothing: 404)       DIB_PYPI_MIRROR_URL_1
+        #   /b/      probe 1.0 (http-2)   DIB_PYPI_MIRROR_URL_2
+        #   /c/      probe 2.0 (http-10)  DIB_PYPI_MIRROR_URL_10
+        # pip merges all indexes and takes the highest version: 2.0 from
+        # _10.  uv takes the first index (in the configured order) that
+        # has the project: _1 answers 404, so _2 (not _10, which a string
+        # sort would put first).  The local mirror holds a decoy 9.0 that
+        # must not be used once DIB_PYPI_MIRROR_URL is set.
+        srv=$WORK/http
+        rm -rf "$srv" "$CACHE/pypi/mirror"
+        "$PY" "$HERE/mirror.py" index --root "$srv/a" "$UV_WHEEL"
+        "$PY" "$HERE/mirror.py" index --root "$srv/b" "$WHEELS"/http-2/*.whl
+        "$PY" "$HERE/mirror.py" index --root "$srv/c" "$WHEELS"/http-10/*.whl
+        "$PY" "$HERE/mirror.py" index --root "$CACHE/pypi/mirror" "$WHEELS"/decoy/*.whl
+        SECRET="s3cr3t-$(random_hex)"
+        rm -f "$WORK/http.port" "$WORK/http-access.log"
+        SERVE_EXPECT_PASSWORD=$SECRET "$PY" "$HERE/serve.py" --directory "$srv" \
+            --port-file "$WORK/http.port" --access-log "$WORK/http-access.log" \
+            --expect-user dibuser --lifetime $((BUILD_TIMEOUT + 120)) &
+        SERVER_PID=$!
+        for _ in $(seq 50); do
+            [ -s "$WORK/http.port" ] && break
+            sleep 0.1
+        done
+        PORT=$(cat "$WORK/http.port")
+        base=http://127.0.0.1:$PORT
+        say "http mirrors on $base (server pid $SERVER_PID)"
+        trace=()
+        if [ "$HTTP_TRACE" = 1 ]; then
+            trace=(-x)
+        fi
+        if dib_build http \
+            "DIB_PYPI_MIRROR_URL=http://dibuser:$SECRET@127.0.0.1:$PORT/a/" \
+            "DIB_PYPI_MIRROR_URL_1=$base/wrong/" \
+            "DIB_PYPI_MIRROR_URL_2=$base/b/" \
+            "DIB_PYPI_MIRROR_URL_10=$base/c/" \
+            DIB_OFFLINE=1 \
+            -- "${trace[@]}"; then
+            r=$WORK/build-http/root
+            log=$WORK/build-http/build.log
+            common_checks http "2.0 ${TOKEN[http-10]}" "1.0 ${TOKEN[http-2]}"
+            check "http: the debootstrap tarball from the first build was reused" \
+                log_has "$log" "found in cache. Using."
+            check "http: pip looked in the mirrors in order _URL, _1, _2, _10" \
+                pip_indexes_are "$log" "http://dibuser:****@127.0.0.1:$PORT/a/" \
+                "$base/wrong/" "$base/b/" "$base/c/"
+            check "http: the wrong mirror (_1) was asked, and answered 404" \
+                log_has "$WORK/http-access.log" "GET /wrong/$PROBE/ 404"
+            check "http: uv took the probe from _2 (the first mirror that has it)" \
+                grep -q "^GET /b/$PROBE/${PROBE_MODULE}-1.0-py3-none-any.whl 200" "$WORK/http-access.log"
+            check "http: pip took the probe from _10 (highest version)" \
+                grep -q "^GET /c/$PROBE/${PROBE_MODULE}-2.0-py3-none-any.whl 200" "$WORK/http-access.log"
+            check "http: the password of DIB_PYPI_MIRROR_URL reached the server" \
+                grep -q "^GET /a/.* auth=ok$" "$WORK/http-access.log"
+            # DIB itself exports DIB_ENV (declare -p of every DIB_*
+            # variable); with -x, the manifests element's cleanup.d hook
+            # traces it into the log, and it writes it into the image
+            # (/etc/dib-manifests/dib_environment) and next to it
+            # (image.d/dib-manifests/).  The element's environment.d file masks the password in
+            # DIB_ENV, so DIB's own copies (the manifests element's -x
+            # trace, /etc/dib-manifests, image.d/) must be clean too.
+            check "http: the build log shows no mirror password" \
+                log_lacks "$log" "$SECRET"
+            check "http: dib.out shows no mirror password" \
+                log_lacks "$WORK/build-http/dib.out" "$SECRET"
+            check "http: no file in the image holds the mirror password" \
+                none_found $SUDO grep -r -l -F "$SECRET" "$r"
+            check "http: no mirror password beside the image (image.d/)" \
+                none_found grep -r -l -F "$SECRET" "$WORK/build-http/image.d"
+            check "http: DIB's manifest of DIB_ENV shows the masked mirror URL" \
+                $SUDO grep -q -F "dibuser:***@127.0.0.1:$PORT" "$r/etc/dib-manifests/dib_environment"
+            check "http: no file in /root or /etc mentions the mirror server (but DIB's manifest)" \
+                none_found grep -r -l -F --exclude-dir=dib-manifests "127.0.0.1:$PORT" "$r/root" "$r/etc"
+        fi
+        kill "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=
+        ;;
+    *)
+        not_ok "unknown build '$build' (E2E_BUILDS)"
+        ;;
+    esac
+    if [ "$KEEP" != 1 ]; then
+        $SUDO rm -rf "$WORK/build-$build/root"
+    fi
+done
+
+timing "total" $(($(date +%s) - T0))
