@@ -13,6 +13,14 @@ pub const PIP_SECTIONS: &[&str] = &["global", "install", "download", "wheel", "i
 const HEADER: &str = "Written by the diskimage-builder pypi element for the image build only.\n\
 Its cleanup.d hook removes this file and puts back what was here before.";
 
+/// First bytes of every file we write, so a leftover can be recognised.
+pub const MARKER: &str = "# Written by the diskimage-builder pypi element";
+
+/// Whether `content` is a config file this element wrote.
+pub fn is_ours(content: &[u8]) -> bool {
+    content.starts_with(MARKER.as_bytes())
+}
+
 fn comment_block(prefix: &str) -> String {
     HEADER.lines().map(|l| format!("{prefix} {l}\n")).collect()
 }
@@ -131,7 +139,11 @@ mod tests {
             );
         }
         assert!(!conf.contains("None"));
-        assert!(conf.starts_with("# Written by"));
+        assert!(is_ours(conf.as_bytes()));
+        assert!(is_ours(uv_toml(&s).as_bytes()));
+        assert!(!is_ours(
+            b"[global]\n# Written by the diskimage-builder pypi element"
+        ));
     }
 
     #[test]

@@ -182,12 +182,35 @@ pub fn restore(root: &Root, mounter: &dyn Mounter) -> Result<()> {
         }
     }
     if errors.is_empty() {
-        remove_state_dir(root, &deferred)
+        remove_state_dir(root, &deferred)?;
+        check_no_leftovers(root)
     } else if errors.len() == 1 {
         Err(errors.remove(0))
     } else {
         Err(Error::Many(errors))
     }
+}
+
+/// The post-condition of a restore: none of root's config files is ours.
+/// Fails when the journals vanished (another element removed or replaced
+/// the state directory): the originals cannot be put back automatically,
+/// and reporting success would ship the mirror config in the image.
+fn check_no_leftovers(root: &Root) -> Result<()> {
+    for (path, _) in crate::configure::config_files(Path::new("/root")) {
+        // Only the marker at the top matters; read no more than that.
+        let head = root.read(&path, 256).ok().flatten().unwrap_or_default();
+        if crate::render::is_ours(&head) {
+            return Err(Error::path(
+                root.host_path(&path),
+                format!(
+                    "still holds the pypi element's mirror config, but no journal in {STATE_DIR} \
+                     names it (was that directory removed or replaced?); \
+                     remove the file and put back the original by hand"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -233,6 +256,30 @@ mod tests {
             n += 1;
         }
         assert!(n > 10, "{n}");
+    }
+
+    #[test]
+    fn a_lost_journal_with_our_config_left_behind_is_an_error() {
+        let dir = image_with_original();
+        let root = Root::open(dir.path()).unwrap();
+        let settings = Settings::from_vars([("DIB_OFFLINE", "1")]).unwrap();
+        configure(&root, &settings, Path::new("/root"), &NoMounts).unwrap();
+        // Another element wipes /var/lib: the journals are gone.
+        std::fs::remove_dir_all(dir.path().join("var")).unwrap();
+        let e = restore(&root, &NoMounts).unwrap_err().to_string();
+        assert!(
+            e.contains("root/.pip/pip.conf: still holds the pypi element"),
+            "{e}"
+        );
+        // Without the leftovers the same restore succeeds.
+        for f in [
+            ".pip/pip.conf",
+            ".config/pip/pip.conf",
+            ".config/uv/uv.toml",
+        ] {
+            std::fs::remove_file(dir.path().join("root").join(f)).unwrap();
+        }
+        restore(&root, &NoMounts).unwrap();
     }
 
     #[test]
