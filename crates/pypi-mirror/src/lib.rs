@@ -1,0 +1,36 @@
+//! Build the PEP 503 "simple" tree that the dib `pypi` element bind-mounts
+//! into the image chroot and hands to pip and uv as `file:///tmp/pypi`.
+//!
+//! The tree looks like:
+//!
+//! ```text
+//! OUT/index.html                         root page, one link per project
+//! OUT/foo-bar/index.html                 project page with #sha256= links
+//! OUT/foo-bar/foo_bar-1.0-py3-none-any.whl            (hard link or copy)
+//! OUT/foo-bar/foo_bar-1.0-py3-none-any.whl.metadata   (PEP 658 / 714)
+//! OUT/.pypi-mirror/{state,lock}          incremental state, run lock
+//! ```
+//!
+//! [`build`] indexes directories, [`add`] single files; both rewrite only the
+//! pages of projects that changed, each page atomically. [`synth`] writes
+//! small installable distributions for tests and benchmarks.
+
+pub mod build;
+mod fsutil;
+pub mod html;
+pub mod metadata;
+pub mod name;
+pub mod state;
+pub mod synth;
+pub mod testkit;
+
+pub use build::{
+    add, add_with, build, suspend_progress, AddOptions, BuildOptions, Error, Problem, ProblemKind,
+    Report, STATE_DIR,
+};
+
+/// The mirror directory the dib element uses by default
+/// (`$DIB_IMAGE_CACHE/pypi/mirror`, else `~/.cache/image-create/pypi/mirror`).
+pub fn default_out() -> Option<std::path::PathBuf> {
+    dib_pypi_core::cache::mirror_dir_from_env()
+}

@@ -1,0 +1,335 @@
+//! The mirror's own record of what it indexed (`.pypi-mirror/state`), which
+//! makes re-runs and `add` incremental.
+//!
+//! The file is an append-only log of tab-separated records so that `add` costs
+//! one small append instead of rewriting a line per file of the mirror; a full
+//! build compacts it. A torn last line (crash mid-append) has no newline and
+//! is ignored, so the log never needs repair: the worst case is re-hashing
+//! the files of that last run.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+const HEADER: &str = "# pypi-mirror state v1";
+
+/// Identity of a source file as seen by `stat`: if all of it is unchanged the
+/// file's content is assumed unchanged and is not read again.
+///
+/// ctime is deliberately not part of it: hard-linking the source into the
+/// mirror bumps the source's ctime, which would defeat the whole point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    /// Device id.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds part.
+    pub mtime: i64,
+    /// Modification time, nanoseconds part.
+    pub mtime_nsec: i64,
+}
+
+impl Stamp {
+    /// The stamp of already fetched metadata.
+    pub fn of(md: &fs::Metadata) -> Self {
+        Self {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime: md.mtime(),
+            mtime_nsec: md.mtime_nsec(),
+        }
+    }
+}
+
+/// One file of the mirror.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// File name (also its name inside the project directory).
+    pub filename: String,
+    /// Normalized project name, i.e. the directory it lives in.
+    pub project: String,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+    /// `stat` identity of the source the file was indexed from.
+    pub stamp: Stamp,
+    /// Lower-case hex sha256 of `<file>.metadata`, for wheels.
+    pub metadata_sha256: Option<String>,
+    /// `Requires-Python` of the file, if any.
+    pub requires_python: Option<String>,
+    /// Where the file was indexed from (used to tell an updated file from a
+    /// conflicting duplicate).
+    pub source: PathBuf,
+}
+
+/// The mirror's state: every indexed file by file name.
+#[derive(Debug, Default, Clone)]
+pub struct State {
+    /// Indexed files, keyed by file name (file names are unique in an index).
+    pub entries: BTreeMap<String, Entry>,
+    /// Number of records in the log, to decide when to compact.
+    pub records: usize,
+}
+
+/// A change to log.
+#[derive(Debug, Clone)]
+pub enum Record<'a> {
+    /// The file is indexed as described.
+    Put(&'a Entry),
+    /// The file was removed from the mirror.
+    Delete(&'a str),
+}
+
+impl State {
+    /// Load the log at `path`; a missing file is an empty state. A file with
+    /// an unknown header is ignored with a warning (a full re-index follows),
+    /// because refusing to run over a state file would be worse than
+    /// re-hashing.
+    pub fn load(path: &Path) -> io::Result<Self> {
+        let data = match fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e),
+        };
+        let mut state = Self::default();
+        let mut lines = data.split_inclusive(|&b| b == b'\n');
+        match lines.next() {
+            Some(h) if h.strip_suffix(b"\n") == Some(HEADER.as_bytes()) => {}
+            _ => {
+                log::warn!(
+                    "{}: unrecognised state file, re-indexing everything",
+                    path.display()
+                );
+                return Ok(state);
+            }
+        }
+        for line in lines {
+            // Only complete lines count: see the module docs on torn appends.
+            let Some(line) = line.strip_suffix(b"\n") else {
+                break;
+            };
+            state.records += 1;
+            match parse_record(line) {
+                Some(Parsed::Put(e)) => {
+                    state.entries.insert(e.filename.clone(), e);
+                }
+                Some(Parsed::Delete(f)) => {
+                    state.entries.remove(&f);
+                }
+                None => log::debug!("{}: ignoring malformed state record", path.display()),
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// Whether a log of `records` records holding `live` entries has grown
+/// enough to be worth rewriting.
+pub fn wants_compaction(records: usize, live: usize) -> bool {
+    records > 2 * live + 1024
+}
+
+/// Append `records` to the log at `path` (creating it with its header) and
+/// fsync it.
+pub fn append(path: &Path, records: &[Record<'_>]) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let exists = path.exists();
+    if !exists {
+        buf.extend_from_slice(HEADER.as_bytes());
+        buf.push(b'\n');
+    }
+    for r in records {
+        encode(r, &mut buf);
+    }
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(&buf)?;
+    f.sync_data()?;
+    Ok(())
+}
+
+/// Render a complete, compacted log of `entries`.
+pub fn render<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(HEADER.as_bytes());
+    buf.push(b'\n');
+    for e in entries {
+        encode(&Record::Put(e), &mut buf);
+    }
+    buf
+}
+
+fn encode(r: &Record<'_>, buf: &mut Vec<u8>) {
+    match r {
+        Record::Put(e) => {
+            buf.push(b'F');
+            for field in [
+                e.filename.as_bytes(),
+                e.project.as_bytes(),
+                e.sha256.as_bytes(),
+                e.stamp.dev.to_string().as_bytes(),
+                e.stamp.ino.to_string().as_bytes(),
+                e.stamp.size.to_string().as_bytes(),
+                e.stamp.mtime.to_string().as_bytes(),
+                e.stamp.mtime_nsec.to_string().as_bytes(),
+                e.metadata_sha256.as_deref().unwrap_or("").as_bytes(),
+                e.requires_python.as_deref().unwrap_or("").as_bytes(),
+                e.source.as_os_str().as_bytes(),
+            ] {
+                buf.push(b'\t');
+                escape_into(field, buf);
+            }
+        }
+        Record::Delete(f) => {
+            buf.extend_from_slice(b"D\t");
+            escape_into(f.as_bytes(), buf);
+        }
+    }
+    buf.push(b'\n');
+}
+
+enum Parsed {
+    Put(Entry),
+    Delete(String),
+}
+
+fn parse_record(line: &[u8]) -> Option<Parsed> {
+    let mut fields = line.split(|&b| b == b'\t');
+    let tag = fields.next()?;
+    // Escapes are rare (only odd paths or specifiers have them), so fields
+    // are borrowed unless they contain one: `add` parses the whole log and
+    // must stay fast on a large mirror.
+    let mut next = || fields.next().and_then(unescape);
+    let text = |v: Cow<'_, [u8]>| match v {
+        Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(str::to_owned),
+        Cow::Owned(b) => String::from_utf8(b).ok(),
+    };
+    fn num<T: std::str::FromStr>(v: Cow<'_, [u8]>) -> Option<T> {
+        std::str::from_utf8(&v).ok()?.parse().ok()
+    }
+    match tag {
+        b"D" => Some(Parsed::Delete(text(next()?)?)),
+        b"F" => {
+            let filename = text(next()?)?;
+            let project = text(next()?)?;
+            let sha256 = text(next()?)?;
+            let stamp = Stamp {
+                dev: num(next()?)?,
+                ino: num(next()?)?,
+                size: num(next()?)?,
+                mtime: num(next()?)?,
+                mtime_nsec: num(next()?)?,
+            };
+            let metadata_sha256 = text(next()?)?;
+            let requires_python = text(next()?)?;
+            let source = PathBuf::from(OsString::from_vec(next()?.into_owned()));
+            let opt = |s: String| (!s.is_empty()).then_some(s);
+            Some(Parsed::Put(Entry {
+                filename,
+                project,
+                sha256,
+                stamp,
+                metadata_sha256: opt(metadata_sha256),
+                requires_python: opt(requires_python),
+                source,
+            }))
+        }
+        _ => None,
+    }
+}
+
+/// Percent-escape `%`, control characters and bytes >= 0x7f so a field never
+/// contains a tab or newline, whatever a path holds.
+fn escape_into(field: &[u8], buf: &mut Vec<u8>) {
+    for &b in field {
+        if b == b'%' || !(0x20..0x7f).contains(&b) {
+            buf.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            buf.push(b);
+        }
+    }
+}
+
+fn unescape(field: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if !field.contains(&b'%') {
+        return Some(Cow::Borrowed(field));
+    }
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'%' {
+            let hex = std::str::from_utf8(field.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> Entry {
+        Entry {
+            filename: name.to_owned(),
+            project: "p".to_owned(),
+            sha256: "00ff".to_owned(),
+            stamp: Stamp {
+                dev: 1,
+                ino: 2,
+                size: 3,
+                mtime: -4,
+                mtime_nsec: 5,
+            },
+            metadata_sha256: None,
+            requires_python: Some(">=3.8,\t<4%".to_owned()),
+            source: PathBuf::from(OsString::from_vec(b"/tmp/a b\n\xff/x.whl".to_vec())),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_replays_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let (a, b) = (entry("a.whl"), entry("b.whl"));
+        append(&path, &[Record::Put(&a), Record::Put(&b)]).unwrap();
+        append(&path, &[Record::Delete("a.whl")]).unwrap();
+        let state = State::load(&path).unwrap();
+        assert_eq!(state.records, 3);
+        assert_eq!(state.entries.len(), 1);
+        assert_eq!(state.entries["b.whl"], b);
+    }
+
+    #[test]
+    fn torn_last_line_and_unknown_header_are_tolerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let a = entry("a.whl");
+        let mut data = render([&a]);
+        data.extend_from_slice(b"F\tb.whl\tp\t00");
+        fs::write(&path, &data).unwrap();
+        let state = State::load(&path).unwrap();
+        assert_eq!(state.entries.keys().collect::<Vec<_>>(), ["a.whl"]);
+
+        fs::write(&path, b"something else\n").unwrap();
+        assert!(State::load(&path).unwrap().entries.is_empty());
+        assert!(State::load(&dir.path().join("missing"))
+            .unwrap()
+            .entries
+            .is_empty());
+    }
+}

@@ -1,0 +1,166 @@
+//! The `pypi-mirror` binary: exit codes, message format, default output.
+
+// Helpers outside #[test] functions fail loudly on purpose.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs;
+use std::process::{Command, Output};
+
+use pypi_mirror::synth;
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pypi-mirror"));
+    cmd.env_remove("PYPI_MIRROR_LOG").env_remove("RUST_LOG");
+    cmd
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn build_then_add_exit_zero_and_summarise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["build", "--from"])
+        .arg(&src)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("1 files in 1 projects (1 added"),
+        "{}",
+        text(&o)
+    );
+    // Not a terminal: no progress bar escape sequences.
+    assert!(!text(&o).contains('\x1b'), "{:?}", text(&o));
+
+    let extra = synth::write_sdist(tmp.path(), "beta", "2.0").unwrap();
+    let o = bin()
+        .arg("add")
+        .arg(&extra)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("beta/index.html").exists());
+}
+
+#[test]
+fn skipped_files_give_one_line_errors_and_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    let broken = src.join("broken-1.0-py3-none-any.whl");
+    fs::write(&broken, b"not a zip").unwrap();
+    let out = tmp.path().join("out");
+    let o = bin()
+        .args(["build", "--from"])
+        .arg(&src)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = text(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("broken-1.0-py3-none-any.whl"))
+        .unwrap_or_else(|| panic!("no message naming the file in {err}"));
+    assert!(line.starts_with("pypi-mirror: error: "), "{line}");
+    assert!(
+        line.contains(&*broken.to_string_lossy()) && line.contains("broken zip archive"),
+        "{line}"
+    );
+    // The good file was still indexed.
+    assert!(out.join("alpha/alpha-1.0-py3-none-any.whl").exists());
+
+    let o = bin()
+        .arg("add")
+        .arg(tmp.path().join("README"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not a wheel or sdist"), "{}", text(&o));
+}
+
+#[test]
+fn default_out_follows_dib_image_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    let cache = tmp.path().join("cache");
+    let o = bin()
+        .env("DIB_IMAGE_CACHE", &cache)
+        .args(["build", "-v", "--from"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(cache.join("pypi/mirror/alpha/index.html").exists());
+    assert!(
+        text(&o).contains("pypi-mirror: debug: "),
+        "-v gives debug output: {}",
+        text(&o)
+    );
+
+    let o = bin()
+        .env_remove("DIB_IMAGE_CACHE")
+        .env_remove("HOME")
+        .args(["build", "--from"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("no mirror directory"), "{}", text(&o));
+}
+
+#[test]
+fn out_that_is_a_file_is_a_fatal_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    fs::write(&file, "").unwrap();
+    let o = bin().args(["build", "--out"]).arg(&file).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(text(&o).lines().count(), 1, "{}", text(&o));
+    assert!(text(&o).contains("not a directory"), "{}", text(&o));
+}
+
+#[test]
+fn relative_and_absolute_spellings_are_the_same_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let whl = synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    let rel = format!("src/{}", whl.file_name().unwrap().to_string_lossy());
+    let o = bin()
+        .current_dir(tmp.path())
+        .args(["add", &rel, "--out", "out"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // Rebuilt in place, then indexed through the absolute directory: an
+    // update of the same source, not a conflict.
+    fs::remove_file(&whl).unwrap();
+    synth::write_wheel_spec(&src, &synth::Spec::new("alpha", "1.0").requires("x")).unwrap();
+    let o = bin()
+        .args(["build", "--from"])
+        .arg(&src)
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("1 updated"), "{}", text(&o));
+}
