@@ -87,32 +87,19 @@ impl Op {
 /// Paths are written with every byte outside printable ASCII (and `%` and
 /// space) percent-encoded, so any file name survives a line-based format.
 fn encode_path(path: &Path) -> String {
-    let mut out = String::new();
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_graphic() && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    let mut out = Vec::new();
+    crate::escape::escape_into(
+        path.as_os_str().as_bytes(),
+        |b| b.is_ascii_graphic(),
+        &mut out,
+    );
+    // Every byte left unescaped is printable ASCII.
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn decode_path(text: &str) -> Option<PathBuf> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let path = PathBuf::from(OsString::from_vec(out));
+    let bytes = crate::escape::unescape(text.as_bytes())?.into_owned();
+    let path = PathBuf::from(OsString::from_vec(bytes));
     crate::rootfs::is_clean_absolute(&path).then_some(path)
 }
 

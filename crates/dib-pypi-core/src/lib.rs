@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod configure;
 pub mod error;
+pub mod escape;
 #[cfg(any(test, feature = "fault-injection"))]
 #[doc(hidden)]
 pub mod fault;

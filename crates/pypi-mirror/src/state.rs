@@ -7,6 +7,7 @@
 //! is ignored, so the log never needs repair: the worst case is re-hashing
 //! the files of that last run.
 
+use dib_pypi_core::escape::unescape;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -251,32 +252,7 @@ fn parse_record(line: &[u8]) -> Option<Parsed> {
 /// Percent-escape `%`, control characters and bytes >= 0x7f so a field never
 /// contains a tab or newline, whatever a path holds.
 fn escape_into(field: &[u8], buf: &mut Vec<u8>) {
-    for &b in field {
-        if b == b'%' || !(0x20..0x7f).contains(&b) {
-            buf.extend_from_slice(format!("%{b:02X}").as_bytes());
-        } else {
-            buf.push(b);
-        }
-    }
-}
-
-fn unescape(field: &[u8]) -> Option<Cow<'_, [u8]>> {
-    if !field.contains(&b'%') {
-        return Some(Cow::Borrowed(field));
-    }
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        if field[i] == b'%' {
-            let hex = std::str::from_utf8(field.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(field[i]);
-            i += 1;
-        }
-    }
-    Some(Cow::Owned(out))
+    dib_pypi_core::escape::escape_into(field, |b| (0x20..0x7f).contains(&b), buf);
 }
 
 #[cfg(test)]
