@@ -14,7 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, renameat, renameat2, OFlag, OpenHow, RenameFlags, ResolveFlag};
+use nix::fcntl::{renameat, renameat2, OFlag, OpenHow, RenameFlags, ResolveFlag};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
 use nix::unistd::{fsync, unlinkat, UnlinkatFlags};
 
@@ -56,6 +56,27 @@ pub struct Root {
     /// Crash injection for tests; see [`crate::fault`].
     #[cfg(any(test, feature = "fault-injection"))]
     faults: Option<std::sync::Arc<crate::fault::FaultPlan>>,
+}
+
+/// How often to retry an `openat2` that the kernel answered with EAGAIN.
+const OPENAT2_RETRIES: usize = 128;
+
+/// `openat2`, retried on EAGAIN. With RESOLVE_IN_ROOT the kernel returns
+/// EAGAIN whenever a rename or mount anywhere on the system raced with the
+/// lookup and it cannot prove a `..` stayed inside the root; openat2(2)
+/// says to retry. Busy build hosts (and parallel tests) hit this.
+fn openat2<P: ?Sized + nix::NixPath, Fd: AsFd>(
+    dirfd: Fd,
+    path: &P,
+    how: OpenHow,
+) -> nix::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match nix::fcntl::openat2(dirfd.as_fd(), path, how) {
+            Err(Errno::EAGAIN) if tries < OPENAT2_RETRIES => tries += 1,
+            other => return other,
+        }
+    }
 }
 
 fn resolve_in_root() -> ResolveFlag {
