@@ -15,7 +15,7 @@ use std::os::unix::fs::{chown, symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use dib_pypi_tests::{
-    assert_ok, assert_same_tree, build_mirror, is_mount_point, read, text, HttpServer, Image,
+    assert_ok, assert_same_tree, build_mirror, host_port, is_mount_point, read, serve, text, Image,
 };
 use pypi_mirror::synth::{expected_output, module_name};
 
@@ -160,14 +160,14 @@ fn http_mirrors_with_credentials_fall_back_in_order() {
     let b = tempfile::tempdir().unwrap();
     build_mirror(&a.path().join("m"), &["dibtest-first"], true);
     build_mirror(&b.path().join("m"), &["dibtest-second"], false);
-    let server_a = HttpServer::serve(&a.path().join("m"));
-    let server_b = HttpServer::serve(&b.path().join("m"));
+    let server_a = serve(&a.path().join("m"));
+    let server_b = serve(&b.path().join("m"));
     let before = image.snapshot();
 
     let secret = "s3cr3t-Pa55";
-    let first = format!("http://dib:{secret}@127.0.0.1:{}/", server_a.port);
-    let wrong = format!("http://127.0.0.1:{}/no-such-index/", server_a.port);
-    let second = format!("http://127.0.0.1:{}/", server_b.port);
+    let first = format!("http://dib:{secret}@{}/", host_port(&server_a));
+    let wrong = format!("{}no-such-index/", server_a.url());
+    let second = server_b.url();
     let env = [
         ("DIB_PYPI_MIRROR_URL", first.as_str()),
         ("DIB_PYPI_MIRROR_URL_1", wrong.as_str()),
@@ -188,8 +188,9 @@ fn http_mirrors_with_credentials_fall_back_in_order() {
     assert_eq!(fs::metadata(&conf).unwrap().mode() & 0o7777, 0o600);
     let written = read(&conf);
     let trusted = format!(
-        "trusted-host =\n    127.0.0.1:{}\n    127.0.0.1:{}\n",
-        server_a.port, server_b.port
+        "trusted-host =\n    {}\n    {}\n",
+        host_port(&server_a),
+        host_port(&server_b)
     );
     assert!(written.contains(&trusted), "{written}");
     assert!(written.contains("retries = 0\n"), "{written}");

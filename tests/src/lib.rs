@@ -10,12 +10,10 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
-use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 /// Fail (never skip) when not root: these tests are the proof that the real
 /// mounts and chroot work, and CI runs as root.
@@ -339,43 +337,19 @@ impl Drop for Image {
     }
 }
 
-/// A static file server (`python3 -m http.server`) on a free loopback port,
-/// killed on drop.
-#[derive(Debug)]
-pub struct HttpServer {
-    child: Child,
-    pub port: u16,
+/// A loopback http server over a directory (the mirror crate's test kit),
+/// with the host's python3.
+pub fn serve(dir: &Path) -> pypi_mirror::testkit::HttpServer {
+    pypi_mirror::testkit::HttpServer::start(dir, Path::new("python3")).unwrap()
 }
 
-impl HttpServer {
-    pub fn serve(dir: &Path) -> HttpServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = clean_command("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-            .arg(dir)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "http.server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        HttpServer { child, port }
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `127.0.0.1:PORT` of a server, as pip's trusted-host lists it.
+pub fn host_port(server: &pypi_mirror::testkit::HttpServer) -> String {
+    server
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// stdout+stderr of a finished command, as text.
