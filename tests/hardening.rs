@@ -30,8 +30,8 @@ use dib_pypi_core::rootfs::{with_suffix, Root};
 use dib_pypi_core::settings::Settings;
 use dib_pypi_core::undo::restore;
 use dib_pypi_tests::{
-    hook_binary, mounts_under, record_figures, require_root, snapshot, FakeMounter, Image,
-    MiniImage, MountCall, Row, Section, Snap,
+    assert_tree_eq, hook_binary, mounts_under, record_figures, require_root, snapshot, FakeMounter,
+    Image, MiniImage, MountCall, Row, Section, Snap,
 };
 
 /// A snapshot of a tree, by in-image path.
@@ -153,26 +153,6 @@ fn seed_originals(img: &MiniImage) {
     std::fs::create_dir_all(img.path("/root/.pip")).unwrap();
     symlink("../.config/pip/pip.conf", img.path("/root/.pip/pip.conf")).unwrap();
     img.write("/root/.config/uv/uv.toml", b"native-tls = true\n", 0o600);
-}
-
-/// Assert equal trees, with `ctx` and only the differences in the message.
-fn assert_tree_eq(ctx: &str, before: &Tree, after: &Tree) {
-    let mut diffs = Vec::new();
-    for (p, b) in before {
-        match after.get(p) {
-            None => diffs.push(format!("missing: {}", p.display())),
-            Some(a) if a != b => diffs.push(format!("changed: {} ({b:?} -> {a:?})", p.display())),
-            _ => {}
-        }
-    }
-    for p in after.keys().filter(|p| !before.contains_key(*p)) {
-        diffs.push(format!("extra: {}", p.display()));
-    }
-    assert!(
-        diffs.is_empty(),
-        "{ctx}: tree differs:\n{}",
-        diffs.join("\n")
-    );
 }
 
 /// After a configure: our files are in place and every original sits,

@@ -154,8 +154,13 @@ pub fn snapshot(root: &Path, skip: &[&str]) -> BTreeMap<PathBuf, Snap> {
     out
 }
 
-/// Assert two snapshots are equal, printing only the differences.
-pub fn assert_same_tree(before: &BTreeMap<PathBuf, Snap>, after: &BTreeMap<PathBuf, Snap>) {
+/// Assert two snapshots are equal; the message names `ctx` and lists only
+/// the differences.
+pub fn assert_tree_eq(
+    ctx: &str,
+    before: &BTreeMap<PathBuf, Snap>,
+    after: &BTreeMap<PathBuf, Snap>,
+) {
     let mut diffs = Vec::new();
     for (p, b) in before {
         match after.get(p) {
@@ -167,7 +172,16 @@ pub fn assert_same_tree(before: &BTreeMap<PathBuf, Snap>, after: &BTreeMap<PathB
     for p in after.keys().filter(|p| !before.contains_key(*p)) {
         diffs.push(format!("extra after: {}", p.display()));
     }
-    assert!(diffs.is_empty(), "tree differs:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{ctx}: tree differs:\n{}",
+        diffs.join("\n")
+    );
+}
+
+/// [`assert_tree_eq`] for the one image of a test.
+pub fn assert_same_tree(before: &BTreeMap<PathBuf, Snap>, after: &BTreeMap<PathBuf, Snap>) {
+    assert_tree_eq("image", before, after);
 }
 
 fn run_ok(cmd: &mut Command) {
