@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::fs;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use pypi_mirror::synth;
@@ -18,12 +19,18 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[test]
-fn build_then_add_exit_zero_and_summarise() {
+/// A temp dir with `src/` holding one synthetic wheel (alpha 1.0).
+fn src_with_wheel() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
-    synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    let whl = synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    (tmp, src, whl)
+}
+
+#[test]
+fn build_then_add_exit_zero_and_summarise() {
+    let (tmp, src, _) = src_with_wheel();
     let out = tmp.path().join("out");
     let o = bin()
         .args(["build", "--from"])
@@ -55,10 +62,7 @@ fn build_then_add_exit_zero_and_summarise() {
 
 #[test]
 fn skipped_files_give_one_line_errors_and_exit_1() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    let (tmp, src, _) = src_with_wheel();
     let broken = src.join("broken-1.0-py3-none-any.whl");
     fs::write(&broken, b"not a zip").unwrap();
     let out = tmp.path().join("out");
@@ -96,10 +100,7 @@ fn skipped_files_give_one_line_errors_and_exit_1() {
 
 #[test]
 fn default_out_follows_dib_image_cache() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    let (tmp, src, _) = src_with_wheel();
     let cache = tmp.path().join("cache");
     let o = bin()
         .env("DIB_IMAGE_CACHE", &cache)
@@ -139,10 +140,7 @@ fn out_that_is_a_file_is_a_fatal_error() {
 
 #[test]
 fn relative_and_absolute_spellings_are_the_same_source() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    let whl = synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    let (tmp, src, whl) = src_with_wheel();
     let rel = format!("src/{}", whl.file_name().unwrap().to_string_lossy());
     let o = bin()
         .current_dir(tmp.path())
