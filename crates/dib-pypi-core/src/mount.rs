@@ -31,6 +31,9 @@ pub trait Mounter {
     fn mount_points(&self) -> io::Result<Vec<PathBuf>>;
 }
 
+/// How often [`SystemMounter::unmount`] retries EBUSY, 50 ms apart.
+const UNMOUNT_BUSY_RETRIES: usize = 40;
+
 /// The real thing: mount(2) through sys-mount, /proc/self/mountinfo.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemMounter;
@@ -61,9 +64,21 @@ impl Mounter for SystemMounter {
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {
-        // Not sys_mount::unmount: its UnmountFlags::NOFOLLOW carries
-        // O_NOFOLLOW instead of UMOUNT_NOFOLLOW, which the kernel rejects.
-        nix::mount::umount2(target, nix::mount::MntFlags::UMOUNT_NOFOLLOW).map_err(io::Error::from)
+        // A process forked elsewhere holds every fd of its parent until its
+        // exec closes them, so a mount can be busy for an instant. Retry
+        // EBUSY briefly; a mount that stays busy is reported, never forced.
+        let mut tries = 0;
+        loop {
+            // Not sys_mount::unmount: its UnmountFlags::NOFOLLOW carries
+            // O_NOFOLLOW instead of UMOUNT_NOFOLLOW, which the kernel rejects.
+            match nix::mount::umount2(target, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
+                Err(nix::errno::Errno::EBUSY) if tries < UNMOUNT_BUSY_RETRIES => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other.map_err(io::Error::from),
+            }
+        }
     }
 
     fn mount_points(&self) -> io::Result<Vec<PathBuf>> {
