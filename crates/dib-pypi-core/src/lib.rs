@@ -5,10 +5,8 @@
 //! crate, which holds every decision so it can be unit tested without root.
 //! See `docs/ARCHITECTURE.md` for the map.
 
-pub mod cache;
 pub mod configure;
 pub mod error;
-pub mod escape;
 #[cfg(any(test, feature = "fault-injection"))]
 #[doc(hidden)]
 pub mod fault;
@@ -27,4 +25,5 @@ pub mod undo;
 #[cfg(test)]
 mod test_support;
 
+pub use dib_pypi_common::{cache, escape};
 pub use error::{Error, Result};

@@ -32,5 +32,5 @@ pub use build::{
 /// The mirror directory the dib element uses by default
 /// (`$DIB_IMAGE_CACHE/pypi/mirror`, else `~/.cache/image-create/pypi/mirror`).
 pub fn default_out() -> Option<std::path::PathBuf> {
-    dib_pypi_core::cache::mirror_dir_from_env()
+    dib_pypi_common::cache::mirror_dir_from_env()
 }

@@ -7,7 +7,7 @@
 //! is ignored, so the log never needs repair: the worst case is re-hashing
 //! the files of that last run.
 
-use dib_pypi_core::escape::unescape;
+use dib_pypi_common::escape::unescape;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -252,7 +252,7 @@ fn parse_record(line: &[u8]) -> Option<Parsed> {
 /// Percent-escape `%`, control characters and bytes >= 0x7f so a field never
 /// contains a tab or newline, whatever a path holds.
 fn escape_into(field: &[u8], buf: &mut Vec<u8>) {
-    dib_pypi_core::escape::escape_into(field, |b| (0x20..0x7f).contains(&b), buf);
+    dib_pypi_common::escape::escape_into(field, |b| (0x20..0x7f).contains(&b), buf);
 }
 
 #[cfg(test)]
