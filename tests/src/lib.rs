@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod seccomp;
+
 /// Fail (never skip) when not root: these tests are the proof that the real
 /// mounts and chroot work, and CI runs as root.
 pub fn require_root() {
