@@ -80,7 +80,7 @@ fn make_venv(image: &Image, venv: &str, with_pip: bool) {
 
 #[test]
 fn pip_and_uv_install_from_the_cache_mirror_then_cleanup_restores_exactly() {
-    let mut image = Image::new(true);
+    let mut image = Image::new();
     seed_user_configs(&image);
     let cache = tempfile::tempdir().unwrap();
     let mirror = cache.path().join("pypi/mirror");
@@ -155,7 +155,7 @@ fn pip_and_uv_install_from_the_cache_mirror_then_cleanup_restores_exactly() {
 
 #[test]
 fn http_mirrors_with_credentials_fall_back_in_order() {
-    let mut image = Image::new(false);
+    let mut image = Image::new();
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     build_mirror(&a.path().join("m"), &["dibtest-first"], true);
@@ -227,7 +227,7 @@ fn http_mirrors_with_credentials_fall_back_in_order() {
 
 #[test]
 fn bad_input_is_one_line_naming_the_variable_and_changes_nothing() {
-    let mut image = Image::new(true);
+    let mut image = Image::new();
     seed_user_configs(&image);
     let before = image.snapshot();
     let cases: &[(&[(&str, &str)], &str)] = &[
@@ -262,7 +262,7 @@ fn bad_input_is_one_line_naming_the_variable_and_changes_nothing() {
 
 #[test]
 fn a_config_path_that_is_a_directory_or_fifo_is_refused_without_changes() {
-    let mut image = Image::new(true);
+    let mut image = Image::new();
     fs::create_dir_all(image.path("/root/.config/uv/uv.toml")).unwrap();
     let before = image.snapshot();
     let out = image.run_inside(PRE_INSTALL, &[]);
@@ -293,7 +293,7 @@ fn a_config_path_that_is_a_directory_or_fifo_is_refused_without_changes() {
 
 #[test]
 fn cleanup_is_harmless_without_configure_and_when_run_twice() {
-    let mut image = Image::new(true);
+    let mut image = Image::new();
     seed_user_configs(&image);
     let before = image.snapshot();
     assert_ok("cleanup.d alone", &image.run_outside(CLEANUP, &[]));
@@ -312,7 +312,7 @@ fn cleanup_is_harmless_without_configure_and_when_run_twice() {
 
 #[test]
 fn no_mirror_directory_means_no_mount_and_no_trace() {
-    let image = Image::new(true);
+    let image = Image::new();
     let cache = tempfile::tempdir().unwrap();
     let before = image.snapshot();
     let out = image.run_outside(
@@ -329,7 +329,7 @@ fn no_mirror_directory_means_no_mount_and_no_trace() {
 
 #[test]
 fn cleanup_after_dib_unmounted_everything_removes_the_mountpoint() {
-    let mut image = Image::new(true);
+    let mut image = Image::new();
     let cache = tempfile::tempdir().unwrap();
     build_mirror(&cache.path().join("pypi/mirror"), &["dibtest-gamma"], false);
     let before = image.snapshot();
@@ -358,7 +358,7 @@ fn cleanup_after_dib_unmounted_everything_removes_the_mountpoint() {
 
 #[test]
 fn a_mountpoint_symlinked_out_of_the_image_is_never_mounted_over() {
-    let image = Image::new(true);
+    let image = Image::new();
     let cache = tempfile::tempdir().unwrap();
     build_mirror(&cache.path().join("pypi/mirror"), &["dibtest-delta"], false);
     let host = tempfile::tempdir().unwrap();
@@ -384,7 +384,111 @@ fn a_mountpoint_symlinked_out_of_the_image_is_never_mounted_over() {
     assert!(Path::new(host.path()).join("canary").is_file());
 }
 
-// The hardening tests live in their own file but in this test binary, so
-// the chroot harness and the assembled element are shared.
-#[path = "hardening.rs"]
+/// `~/.config` a symlink leading nowhere in the image: pip reads
+/// `~/.pip/pip.conf` and uv `/etc/uv/uv.toml` instead, and both really
+/// install from the mirror; the warning names the link and its target.
+#[test]
+fn a_config_dir_leading_nowhere_still_points_pip_and_uv_at_the_mirror() {
+    let mut image = Image::new();
+    symlink("/nonexistent", image.path("/root/.config")).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    build_mirror(
+        &cache.path().join("pypi/mirror"),
+        &["dibtest-alpha", "dibtest-beta"],
+        true,
+    );
+    let before = image.snapshot();
+    let cache_var = cache.path().to_str().unwrap();
+    assert_ok(
+        "root.d",
+        &image.run_outside(ROOT_D, &[("DIB_IMAGE_CACHE", cache_var)]),
+    );
+
+    let out = image.run_inside(PRE_INSTALL, &[("DIB_OFFLINE", "1")]);
+    assert_ok("pre-install.d", &out);
+    for warning in [
+        "/root/.config: a symlink to /nonexistent, but /nonexistent does not exist in the image; \
+         pip reads /root/.pip/pip.conf instead",
+        "/root/.config: a symlink to /nonexistent, but /nonexistent does not exist in the image; \
+         uv reads /etc/uv/uv.toml instead",
+    ] {
+        assert!(
+            text(&out).contains(&format!("warning: {warning}")),
+            "{}",
+            text(&out)
+        );
+    }
+    make_venv(&image, "/opt/venvs/pip", true);
+    let out = image.chroot(
+        &[
+            "/opt/venvs/pip/bin/pip",
+            "install",
+            "--no-cache-dir",
+            "dibtest-alpha",
+            "uv",
+        ],
+        &[],
+    );
+    assert_ok("pip install from the mirror", &out);
+    assert!(
+        text(&out).contains("Looking in indexes: file:///tmp/pypi"),
+        "{}",
+        text(&out)
+    );
+    assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");
+    let out = uv_install(&image, "dibtest-beta");
+    assert_ok("uv pip install from the mirror", &out);
+    assert_installed(&image, "/opt/venvs/uv", "dibtest-beta");
+
+    image.unmount("/tmp/pypi");
+    assert_ok("cleanup.d", &image.run_outside(CLEANUP, &[]));
+    assert_same_tree(&before, &image.snapshot());
+}
+
+/// uv merges the image's own `/etc/uv/uv.toml` under the user file: an
+/// index there would be asked too (here one that refuses connections,
+/// which uv treats as a hard error), unless the element replaces that
+/// file for the build as well.
+#[test]
+fn an_image_system_uv_config_does_not_leak_its_indexes_into_the_build() {
+    let mut image = Image::new();
+    fs::create_dir_all(image.path("/etc/uv")).unwrap();
+    fs::write(
+        image.path("/etc/uv/uv.toml"),
+        "[[index]]\nurl = \"http://127.0.0.1:9/simple/\"\n",
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    build_mirror(&cache.path().join("pypi/mirror"), &["dibtest-beta"], true);
+    let before = image.snapshot();
+    let cache_var = cache.path().to_str().unwrap();
+    assert_ok(
+        "root.d",
+        &image.run_outside(ROOT_D, &[("DIB_IMAGE_CACHE", cache_var)]),
+    );
+    assert_ok(
+        "pre-install.d",
+        &image.run_inside(PRE_INSTALL, &[("DIB_OFFLINE", "1")]),
+    );
+    make_venv(&image, "/opt/venvs/pip", true);
+    let out = image.chroot(
+        &["/opt/venvs/pip/bin/pip", "install", "--no-cache-dir", "uv"],
+        &[],
+    );
+    assert_ok("pip install uv from the mirror", &out);
+    let out = uv_install(&image, "dibtest-beta");
+    assert_ok(
+        "uv pip install, with the image's own uv.toml set aside",
+        &out,
+    );
+    assert_installed(&image, "/opt/venvs/uv", "dibtest-beta");
+    image.unmount("/tmp/pypi");
+    assert_ok("cleanup.d", &image.run_outside(CLEANUP, &[]));
+    assert_same_tree(&before, &image.snapshot());
+}
+
+// The hardening tests live in their own directory (one module per table of
+// docs/RELIABILITY.md) but in this test binary, so the chroot harness and
+// the assembled element are shared.
+#[path = "hardening/mod.rs"]
 mod hardening;

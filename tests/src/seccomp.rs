@@ -59,10 +59,10 @@ impl Profile {
     /// What it does, for reports.
     pub fn describe(self) -> &'static str {
         match self {
-            Profile::Openat2Enosys => "openat2 refused with ENOSYS (seccomp)",
-            Profile::Openat2Eperm => "openat2 refused with EPERM (seccomp)",
+            Profile::Openat2Enosys => "`openat2` refused with ENOSYS by seccomp",
+            Profile::Openat2Eperm => "`openat2` refused with EPERM by seccomp",
             Profile::Linux418 => {
-                "every syscall newer than Linux 4.18 refused with ENOSYS (seccomp)"
+                "every syscall newer than Linux 4.18 refused with ENOSYS by seccomp"
             }
         }
     }

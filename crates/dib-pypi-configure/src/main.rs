@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dib_pypi_core::configure::{configure, home_dir};
-use dib_pypi_core::mount::SystemMounter;
+use dib_pypi_core::configure::configure;
+use dib_pypi_core::layout::home_dir;
+use dib_pypi_core::mounter::SystemMounter;
 use dib_pypi_core::overrides::{env_warnings, image_warnings};
 use dib_pypi_core::rootfs::Root;
 use dib_pypi_core::settings::{process_env, Settings};
@@ -33,14 +34,15 @@ fn main() -> ExitCode {
     };
     let home = home_dir(std::env::var_os("HOME").as_deref());
     let result = Root::open(&args.root).and_then(|root| {
-        let written = configure(&root, &settings, &home, &SystemMounter)?;
-        Ok((root, written))
+        let done = configure(&root, &settings, &home, &SystemMounter)?;
+        Ok((root, done))
     });
     match result {
-        Ok((root, written)) => {
+        Ok((root, done)) => {
             for w in settings
                 .warnings
                 .iter()
+                .chain(&done.warnings)
                 .chain(&env_warnings(env.iter().map(|(k, v)| (k, v))))
                 .chain(&image_warnings(&root))
             {
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
             for (n, index) in settings.indexes.iter().enumerate() {
                 log::debug!("index {}: {index}", n + 1);
             }
-            for path in written {
+            for path in done.written {
                 log::debug!("wrote {}", path.display());
             }
             if let Some(dir) = settings.indexes.iter().find_map(|m| m.file_path()) {
@@ -82,7 +84,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error!("{e}");
+            for e in e.leaves() {
+                log::error!("{e}");
+            }
             ExitCode::FAILURE
         }
     }

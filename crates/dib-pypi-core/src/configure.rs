@@ -1,65 +1,75 @@
 //! pre-install.d: back up root's pip and uv configs and write ones that use the mirrors.
+//!
+//! First a plan: which files pip and uv will really read, each checked
+//! (what is there, what must be created, which paths are one file) before
+//! anything changes. Then one journaled transaction writes them.
+//!
+//! A config directory that is a symlink leading nowhere in the image
+//! (`~/.config -> /nonexistent`) is as unreadable for pip and uv as it is
+//! unwritable for us, so the tools are pointed at the mirrors through a
+//! file they read instead: pip's other user file, or its global one; uv's
+//! system file. The build goes on with a warning naming the link; it stops
+//! only when no such file can be written either.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::journal::{Journal, CONFIG_JOURNAL};
-use crate::mount::Mounter;
+use crate::journal::Journal;
+use crate::layout::{
+    dir_mode, user_config_files, Tool, BACKUP_SUFFIX, CONFIG_JOURNAL, CONFIG_MODE,
+    PIP_GLOBAL_CONFIG, SECRET_MODE, TEMP_SUFFIX, UV_SYSTEM_CONFIGS,
+};
+use crate::mounter::Mounter;
 use crate::render::{pip_conf, uv_toml};
-use crate::rootfs::{with_suffix, Kind, Root};
+use crate::rootfs::{with_suffix, BrokenLink, DirState, Kind, Root};
 use crate::settings::Settings;
-use crate::txn::{kind_name, missing_dirs, Txn, BACKUP_SUFFIX, DIR_MODE, TEMP_SUFFIX};
+use crate::txn::Txn;
 
-/// Which tool a config file is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tool {
-    Pip,
-    Uv,
-}
-
-/// The user config files we replace, for home directory `home`. pip reads
-/// both of its user files (the XDG one last, so it wins); writing both means
-/// neither an existing file nor `XDG_CONFIG_HOME` pointing elsewhere leaves
-/// pip without the mirrors.
-pub fn config_files(home: &Path) -> Vec<(PathBuf, Tool)> {
-    vec![
-        (home.join(".pip/pip.conf"), Tool::Pip),
-        (home.join(".config/pip/pip.conf"), Tool::Pip),
-        (home.join(".config/uv/uv.toml"), Tool::Uv),
-    ]
-}
-
-/// The home directory pip and uv will use: `$HOME` when it is a clean
-/// absolute path, else `/root` (we run as root; no NSS lookup, the binary is
-/// static and the image's libc is unknown).
-pub fn home_dir(home_var: Option<&std::ffi::OsStr>) -> PathBuf {
-    home_var
-        .map(PathBuf::from)
-        .filter(|p| crate::rootfs::is_clean_absolute(p))
-        .unwrap_or_else(|| PathBuf::from("/root"))
-}
-
-/// One planned file replacement, checked before anything changes.
-struct Planned {
+/// One file to replace, checked before anything changes.
+#[derive(Debug)]
+struct Target {
     path: PathBuf,
     tool: Tool,
     original: bool,
     missing: Vec<PathBuf>,
     /// Identity of the parent directory and the file name, when the
-    /// parent exists.
+    /// parent exists: two paths with the same one are one file.
     id: Option<((u64, u64), Option<OsString>)>,
 }
 
-fn plan(root: &Root, files: &[(PathBuf, Tool)]) -> Result<Vec<Planned>> {
-    let mut planned = Vec::new();
-    for (path, tool) in files {
+/// What configure will do.
+#[derive(Debug, Default)]
+struct Plan {
+    targets: Vec<Target>,
+    /// Config paths no tool can read, and for which tool.
+    unreachable: Vec<(BrokenLink, Tool)>,
+}
+
+/// Whether [`Plan::add`] took a path.
+enum Added {
+    Yes,
+    Unreachable(BrokenLink),
+}
+
+impl Plan {
+    fn has(&self, tool: Tool) -> bool {
+        self.targets.iter().any(|t| t.tool == tool)
+    }
+
+    /// Check `path` and plan its replacement; a path that is the same file
+    /// as one planned already is taken as that one.
+    fn add(&mut self, root: &Root, path: &Path, tool: Tool) -> Result<Added> {
         let parent = path.parent().unwrap_or(Path::new("/"));
+        let mut missing = match root.dir_state(parent)? {
+            DirState::Missing(missing) => missing,
+            DirState::Unreachable(link) => return Ok(Added::Unreachable(link)),
+        };
         // With `~/.pip` a symlink to `~/.config/pip`, two of our paths are
         // one file. Replacing it twice would move our own first file aside
         // as if it were the original, and undoing that would lose the real
         // original: write such a file once.
-        let id = if root.is_dir(parent)? {
+        let id = if missing.is_empty() {
             Some((
                 root.dir_id(parent)?,
                 path.file_name().map(OsStr::to_os_string),
@@ -67,16 +77,13 @@ fn plan(root: &Root, files: &[(PathBuf, Tool)]) -> Result<Vec<Planned>> {
         } else {
             None
         };
-        if let Some(first) = planned
-            .iter()
-            .find(|p: &&Planned| id.is_some() && p.id == id)
-        {
+        if let Some(first) = self.targets.iter().find(|t| id.is_some() && t.id == id) {
             log::info!(
                 "{} is the same file as {} (a symlinked directory); writing it once",
                 path.display(),
                 first.path.display()
             );
-            continue;
+            return Ok(Added::Yes);
         }
         let original = match root.lstat(path)? {
             None => false,
@@ -84,10 +91,7 @@ fn plan(root: &Root, files: &[(PathBuf, Tool)]) -> Result<Vec<Planned>> {
             Some(e) => {
                 return Err(Error::path(
                     root.host_path(path),
-                    format!(
-                        "is {}, not a config file; refusing to replace it",
-                        kind_name(e.kind)
-                    ),
+                    format!("is {}, not a config file; refusing to replace it", e.kind),
                 ))
             }
         };
@@ -102,29 +106,122 @@ fn plan(root: &Root, files: &[(PathBuf, Tool)]) -> Result<Vec<Planned>> {
                 ));
             }
         }
-        let mut missing = missing_dirs(root, parent)?;
         // A directory shared by two files is created by the first one.
-        missing.retain(|d| !planned.iter().any(|p: &Planned| p.missing.contains(d)));
-        planned.push(Planned {
-            path: path.clone(),
-            tool: *tool,
+        missing.retain(|d| !self.targets.iter().any(|t| t.missing.contains(d)));
+        self.targets.push(Target {
+            path: path.to_path_buf(),
+            tool,
             original,
             missing,
             id,
         });
+        Ok(Added::Yes)
     }
-    Ok(planned)
+
+    /// [`Plan::add`] for the file `tool` reads when its user files are out
+    /// of reach: refused, saying why, when this one is too.
+    fn add_instead(&mut self, root: &Root, path: &Path, tool: Tool) -> Result<()> {
+        match self.add(root, path, tool)? {
+            Added::Yes => Ok(()),
+            Added::Unreachable(also) => {
+                let first = self
+                    .unreachable
+                    .iter()
+                    .find(|(_, t)| *t == tool)
+                    .map(|(l, _)| l.clone());
+                let (at, why) = match first {
+                    Some(l) => (l.link.clone(), format!("{}, and {also}", l.reason())),
+                    None => (also.link.clone(), also.reason()),
+                };
+                Err(Error::path(
+                    root.host_path(&at),
+                    format!("{why}: {} cannot be pointed at the mirrors", tool.name()),
+                ))
+            }
+        }
+    }
+
+    /// One warning per unreachable path: what is wrong, and which file the
+    /// tool reads instead.
+    fn warnings(&self) -> Vec<String> {
+        self.unreachable
+            .iter()
+            .map(|(link, tool)| {
+                let instead: Vec<String> = self
+                    .targets
+                    .iter()
+                    .filter(|t| t.tool == *tool)
+                    .map(|t| t.path.display().to_string())
+                    .collect();
+                format!(
+                    "{link}; {} reads {} instead",
+                    tool.name(),
+                    instead.join(" and ")
+                )
+            })
+            .collect()
+    }
 }
 
-/// Replace root's pip and uv user configs in the image at `root` with ones
-/// that use `settings`. Bad state is refused before anything changes; a
-/// failure half way is rolled back.
+/// The system config file uv reads, with whether it exists: as uv looks,
+/// `/etc/xdg/uv/uv.toml` if it is a file, else `/etc/uv/uv.toml` (which
+/// uv reads if anything is there).
+fn uv_system_file(root: &Root) -> Result<(PathBuf, bool)> {
+    let [xdg, etc] = UV_SYSTEM_CONFIGS;
+    if root.kind_following(Path::new(xdg))? == Some(Kind::File) {
+        return Ok((PathBuf::from(xdg), true));
+    }
+    Ok((
+        PathBuf::from(etc),
+        root.kind_following(Path::new(etc))?.is_some(),
+    ))
+}
+
+fn plan(root: &Root, home: &Path) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for (path, tool) in user_config_files(home) {
+        if let Added::Unreachable(link) = plan.add(root, &path, tool)? {
+            if !plan
+                .unreachable
+                .iter()
+                .any(|(l, t)| *l == link && *t == tool)
+            {
+                plan.unreachable.push((link, tool));
+            }
+        }
+    }
+    if !plan.has(Tool::Pip) {
+        plan.add_instead(root, Path::new(PIP_GLOBAL_CONFIG), Tool::Pip)?;
+    }
+    // uv merges its system file under the user file, so an image's own
+    // system file would add its indexes after ours: replace it for the
+    // build too. Without a user file, it is the one uv reads.
+    let (uv_system, exists) = uv_system_file(root)?;
+    if exists || !plan.has(Tool::Uv) {
+        plan.add_instead(root, &uv_system, Tool::Uv)?;
+    }
+    Ok(plan)
+}
+
+/// What [`configure`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Configured {
+    /// The files written, in order.
+    pub written: Vec<PathBuf>,
+    /// What the user should know: config paths the tools cannot read, and
+    /// what they read instead.
+    pub warnings: Vec<String>,
+}
+
+/// Replace the pip and uv configs that root (home `home`) reads in the
+/// image at `root` with ones that use `settings`. Bad state is refused
+/// before anything changes; a failure half way is rolled back.
 pub fn configure(
     root: &Root,
     settings: &Settings,
     home: &Path,
     mounter: &dyn Mounter,
-) -> Result<Vec<PathBuf>> {
+) -> Result<Configured> {
     // A second configure (a re-run, or a second element) must not back up
     // our own files: put the originals back first.
     let previous = Journal::new(root, Path::new(CONFIG_JOURNAL));
@@ -132,34 +229,37 @@ pub fn configure(
         log::info!(
             "found the configuration of an earlier run; restoring it before configuring again"
         );
-        crate::undo::undo_journal(root, &previous, mounter, &mut Vec::new())?;
+        crate::undo::undo_journal(root, &previous, mounter)?;
     }
-
-    let planned = plan(root, &config_files(home)).inspect_err(|_| drop_state(root))?;
+    let plan = plan(root, home).inspect_err(|_| {
+        // Nothing of this run exists yet; an earlier run's state directory
+        // goes if nothing needs it any more.
+        if let Err(e) = crate::state::teardown(root) {
+            log::error!("removing the state directory after the failure also failed: {e}");
+        }
+    })?;
     let pip = pip_conf(settings);
     let uv = uv_toml(settings);
     let mode = if settings.has_credentials() {
-        0o600
+        SECRET_MODE
     } else {
-        0o644
+        CONFIG_MODE
     };
-
-    let txn = Txn::begin(root, Path::new(CONFIG_JOURNAL)).inspect_err(|_| drop_state(root))?;
-    let result = (|| {
-        for p in &planned {
-            txn.create_dirs(&p.missing, |d| if d == home { 0o700 } else { DIR_MODE })?;
-            if p.original {
-                txn.move_aside(&p.path)?;
+    Txn::run(root, Path::new(CONFIG_JOURNAL), mounter, |txn| {
+        for t in &plan.targets {
+            txn.create_dirs(&t.missing, |d| dir_mode(d, home))?;
+            if t.original {
+                txn.move_aside(&t.path)?;
             }
-            let contents = match p.tool {
+            let contents = match t.tool {
                 Tool::Pip => &pip,
                 Tool::Uv => &uv,
             };
-            txn.write_file(&p.path, contents.as_bytes(), mode)?;
+            txn.write_file(&t.path, contents.as_bytes(), mode)?;
             log::debug!(
                 "wrote {}{}",
-                p.path.display(),
-                if p.original {
+                t.path.display(),
+                if t.original {
                     " (original kept aside)"
                 } else {
                     ""
@@ -167,90 +267,12 @@ pub fn configure(
             );
         }
         Ok(())
-    })();
-    match result {
-        Ok(()) => Ok(planned.into_iter().map(|p| p.path).collect()),
-        Err(e) => {
-            if let Err(undo) =
-                crate::undo::undo_journal(root, txn.journal(), mounter, &mut Vec::new())
-            {
-                log::error!("rolling back after the failure also failed: {undo}");
-            }
-            drop_state(root);
-            Err(e)
-        }
-    }
-}
-
-/// After a failure: remove the state directory if we made it and no
-/// journal needs it any more, so a refused configure leaves no trace.
-fn drop_state(root: &Root) {
-    if let Err(e) = crate::state::teardown(root, &[]) {
-        log::error!("removing the state directory after the failure also failed: {e}");
-    }
+    })?;
+    Ok(Configured {
+        written: plan.targets.iter().map(|t| t.path.clone()).collect(),
+        warnings: plan.warnings(),
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::{tree, NoMounts};
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn a_symlinked_pip_dir_is_written_once_and_its_original_survives() {
-        // Regression: ~/.pip -> .config/pip made the second replacement
-        // move our first file aside, and the rollback deleted the original.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/.config/pip")).unwrap();
-        symlink(".config/pip", dir.path().join("root/.pip")).unwrap();
-        std::fs::write(dir.path().join("root/.config/pip/pip.conf"), "orig").unwrap();
-        let before = tree(dir.path());
-        let root = Root::open(dir.path()).unwrap();
-        let settings = Settings::from_vars([("DIB_OFFLINE", "1")]).unwrap();
-        let written = configure(&root, &settings, Path::new("/root"), &NoMounts).unwrap();
-        assert_eq!(
-            written,
-            [
-                PathBuf::from("/root/.pip/pip.conf"),
-                PathBuf::from("/root/.config/uv/uv.toml")
-            ]
-        );
-        let conf = std::fs::read_to_string(dir.path().join("root/.config/pip/pip.conf")).unwrap();
-        assert!(conf.contains("index-url = file:///tmp/pypi"), "{conf}");
-        crate::undo::restore(&root, &NoMounts).unwrap();
-        assert_eq!(tree(dir.path()), before);
-    }
-
-    #[test]
-    fn a_refused_configure_leaves_no_state_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/.config/uv/uv.toml")).unwrap();
-        let before = tree(dir.path());
-        let root = Root::open(dir.path()).unwrap();
-        let settings = Settings::from_vars([("DIB_OFFLINE", "1")]).unwrap();
-        let e = configure(&root, &settings, Path::new("/root"), &NoMounts)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.ends_with("uv.toml: is a directory, not a config file; refusing to replace it"),
-            "{e}"
-        );
-        assert_eq!(tree(dir.path()), before);
-    }
-
-    #[test]
-    fn a_second_configure_keeps_the_state_parents_on_record() {
-        // Regression: the rerun undid the first journal (with the records of
-        // /var and /var/lib) and then found the state dir already there, so
-        // restore left /var/lib and /var behind.
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("root")).unwrap();
-        let before = tree(dir.path());
-        let root = Root::open(dir.path()).unwrap();
-        let settings = Settings::from_vars([("DIB_OFFLINE", "1")]).unwrap();
-        configure(&root, &settings, Path::new("/root"), &NoMounts).unwrap();
-        configure(&root, &settings, Path::new("/root"), &NoMounts).unwrap();
-        crate::undo::restore(&root, &NoMounts).unwrap();
-        assert_eq!(tree(dir.path()), before);
-    }
-}
+mod tests;

@@ -55,6 +55,32 @@ impl Error {
         }
     }
 
+    /// The system error number behind an [`Error::Io`].
+    pub fn errno(&self) -> Option<nix::errno::Errno> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error().map(nix::errno::Errno::from_raw),
+            _ => None,
+        }
+    }
+
+    /// Every single error inside this one ([`Error::Many`] flattened), to
+    /// print one line each.
+    pub fn leaves(&self) -> Vec<&Error> {
+        match self {
+            Error::Many(all) => all.iter().flat_map(Error::leaves).collect(),
+            one => vec![one],
+        }
+    }
+
+    /// One error from several: none, the one, or [`Error::Many`].
+    pub fn collect(mut errors: Vec<Error>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Many(errors)),
+        }
+    }
+
     /// Shorthand for [`Error::Env`].
     pub fn env(var: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Env {

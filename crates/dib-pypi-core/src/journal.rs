@@ -16,21 +16,11 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::rootfs::Root;
+use crate::rootfs::{is_clean_absolute, Root};
 
-/// First line of every journal; bumps if the format changes.
-pub const MAGIC: &str = "dib-pypi journal 2";
-/// Header of the first format (no `undone` lines), still read.
-const MAGIC_V1: &str = "dib-pypi journal 1";
-
-/// Directory in the image that holds the journals while a build runs.
-pub const STATE_DIR: &str = "/var/lib/dib-pypi";
-/// Journal of root.d (the mirror mount).
-pub const MOUNT_JOURNAL: &str = "/var/lib/dib-pypi/mount.journal";
-/// Journal of pre-install.d (the pip and uv configs).
-pub const CONFIG_JOURNAL: &str = "/var/lib/dib-pypi/config.journal";
-/// Record of the state directory and the parents we created for it.
-pub const STATE_JOURNAL: &str = "/var/lib/dib-pypi/state.journal";
+/// First line of every journal. A journal lives for one build, so there
+/// is one format; a different header is not ours.
+pub const MAGIC: &str = "dib-pypi journal";
 
 /// A journal bigger than this is not ours (it lists a handful of steps).
 const LIMIT: u64 = 16 << 20;
@@ -88,7 +78,7 @@ impl Op {
 /// space) percent-encoded, so any file name survives a line-based format.
 fn encode_path(path: &Path) -> String {
     let mut out = Vec::new();
-    crate::escape::escape_into(
+    dib_pypi_common::escape::escape_into(
         path.as_os_str().as_bytes(),
         |b| b.is_ascii_graphic(),
         &mut out,
@@ -98,9 +88,9 @@ fn encode_path(path: &Path) -> String {
 }
 
 fn decode_path(text: &str) -> Option<PathBuf> {
-    let bytes = crate::escape::unescape(text.as_bytes())?.into_owned();
+    let bytes = dib_pypi_common::escape::unescape(text.as_bytes())?.into_owned();
     let path = PathBuf::from(OsString::from_vec(bytes));
-    crate::rootfs::is_clean_absolute(&path).then_some(path)
+    is_clean_absolute(&path).then_some(path)
 }
 
 /// An append-only journal file inside the image.
@@ -192,7 +182,7 @@ impl<'r> Journal<'r> {
         };
         let mut lines = complete.split('\n').enumerate();
         match lines.next() {
-            Some((_, MAGIC | MAGIC_V1)) => {}
+            Some((_, MAGIC)) => {}
             // Killed while writing the header: no step was started.
             Some((_, "")) if complete.is_empty() => return Ok(Some(Vec::new())),
             _ => return Err(self.bad(1, format!("not a journal (expected {MAGIC:?})"))),
@@ -294,7 +284,7 @@ mod tests {
         std::fs::write(dir.path().join("s/j"), "hello\n").unwrap();
         let e = j.read().unwrap_err().to_string();
         assert!(
-            e.ends_with("s/j:1: not a journal (expected \"dib-pypi journal 2\")"),
+            e.ends_with("s/j:1: not a journal (expected \"dib-pypi journal\")"),
             "{e}"
         );
         std::fs::write(dir.path().join("s/j"), "dib-").unwrap();
@@ -348,8 +338,5 @@ mod tests {
             .unwrap_err()
             .to_string()
             .ends_with("j:2: undone mark of no step"));
-        // First-format journals are still read.
-        std::fs::write(dir.path().join("j"), "dib-pypi journal 1\nmkdir /a\n").unwrap();
-        assert_eq!(j.read().unwrap().unwrap(), vec![Op::Mkdir("/a".into())]);
     }
 }

@@ -3,7 +3,19 @@
 //! The phase binaries (`dib-pypi-mount`, `dib-pypi-configure`,
 //! `dib-pypi-restore`) are thin: they parse arguments and call into this
 //! crate, which holds every decision so it can be unit tested without root.
-//! See `docs/ARCHITECTURE.md` for the map.
+//! The modules form layers, each using only the ones below it (see
+//! `docs/ARCHITECTURE.md`, and `xtask/tests/tidy.rs`, which holds it):
+//!
+//! 1. `error`, `fault`, `logging`, `layout`: no dependencies on the rest;
+//! 2. `rootfs`: every operation on a path in the image;
+//! 3. `mounter`: the mount system calls and the mount table;
+//! 4. `journal`, then `state`, then `undo`, then `txn`: recording,
+//!    undoing and grouping changes;
+//! 5. `stage`: the private staging point beside the image;
+//! 6. `mount`, `configure`, `restore`: one per hook binary.
+//!
+//! Apart: `mirror`, `settings`, `render`, `overrides` (the environment
+//! and the config files written from it).
 
 pub mod configure;
 pub mod error;
@@ -11,19 +23,23 @@ pub mod error;
 #[doc(hidden)]
 pub mod fault;
 pub mod journal;
+pub mod layout;
 pub mod logging;
 pub mod mirror;
 pub mod mount;
+pub mod mounter;
 pub mod overrides;
 pub mod render;
+pub mod restore;
 pub mod rootfs;
 pub mod settings;
+pub mod stage;
 pub mod state;
+#[cfg(any(test, feature = "fault-injection"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod txn;
 pub mod undo;
-
-#[cfg(test)]
-mod test_support;
 
 pub use dib_pypi_common::{cache, escape};
 pub use error::{Error, Result};

@@ -1,153 +1,15 @@
-//! The read-only bind mount of the host's mirror into the image, behind a small trait.
-//!
-//! [`Mounter`] is the only door to mount(2)/umount(2), so unit tests can
-//! record the exact calls without root, and the real implementation can be
-//! exercised separately by the root-only integration tests.
+//! root.d: the host's mirror, read-only at `/tmp/pypi` in the image, with no moment when the image sees it writable.
 
 use std::io;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
-
-use nix::sys::statvfs::{statvfs, FsFlags};
-use sys_mount::{Mount, MountFlags};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::journal::MOUNT_JOURNAL;
+use crate::journal::{Journal, Op};
+use crate::layout::{dir_mode, DEFAULT_HOME, MOUNTPOINT, MOUNT_JOURNAL};
+use crate::mounter::{magic_path, mount_state, Mounter};
 use crate::rootfs::{Kind, Root};
-use crate::txn::{missing_dirs, Txn, DIR_MODE};
-
-/// Where the mirror appears inside the image (`file:///tmp/pypi`).
-pub const MOUNTPOINT: &str = "/tmp/pypi";
-
-/// The mount system calls the element needs.
-pub trait Mounter {
-    /// Bind `source` on `target` (both host paths).
-    fn bind(&self, source: &Path, target: &Path) -> io::Result<()>;
-    /// Make the bind mount at `target` read-only.
-    fn remount_read_only(&self, target: &Path) -> io::Result<()>;
-    /// Unmount `target` (not following a symlink at it).
-    fn unmount(&self, target: &Path) -> io::Result<()>;
-    /// The mount points currently in this process's mount namespace.
-    fn mount_points(&self) -> io::Result<Vec<PathBuf>>;
-}
-
-/// How often [`SystemMounter::unmount`] retries EBUSY, 50 ms apart.
-const UNMOUNT_BUSY_RETRIES: usize = 40;
-
-/// The real thing: mount(2) through sys-mount, /proc/self/mountinfo.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemMounter;
-
-impl Mounter for SystemMounter {
-    fn bind(&self, source: &Path, target: &Path) -> io::Result<()> {
-        Mount::builder()
-            .fstype("none")
-            .flags(MountFlags::BIND)
-            .mount(source, target)
-            .map(drop)
-    }
-
-    fn remount_read_only(&self, target: &Path) -> io::Result<()> {
-        Mount::builder()
-            .fstype("none")
-            .flags(MountFlags::BIND | MountFlags::REMOUNT | MountFlags::RDONLY)
-            .mount("", target)?;
-        // Refuse to go on with a writable mirror: an element that wipes the
-        // image must not be able to wipe the host's cache through it.
-        if statvfs(target)?.flags().contains(FsFlags::ST_RDONLY) {
-            Ok(())
-        } else {
-            Err(io::Error::other(
-                "the mount is still writable after remounting read-only",
-            ))
-        }
-    }
-
-    fn unmount(&self, target: &Path) -> io::Result<()> {
-        // A process forked elsewhere holds every fd of its parent until its
-        // exec closes them, so a mount can be busy for an instant. Retry
-        // EBUSY briefly; a mount that stays busy is reported, never forced.
-        let mut tries = 0;
-        loop {
-            // Not sys_mount::unmount: its UnmountFlags::NOFOLLOW carries
-            // O_NOFOLLOW instead of UMOUNT_NOFOLLOW, which the kernel rejects.
-            match nix::mount::umount2(target, nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
-                Err(nix::errno::Errno::EBUSY) if tries < UNMOUNT_BUSY_RETRIES => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => return other.map_err(io::Error::from),
-            }
-        }
-    }
-
-    fn mount_points(&self) -> io::Result<Vec<PathBuf>> {
-        let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-        Ok(parse_mountinfo(&text))
-    }
-}
-
-/// Mount points (field 5) of a mountinfo table, octal escapes undone.
-pub fn parse_mountinfo(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| {
-            use std::os::unix::ffi::OsStringExt;
-            let bytes = field.as_bytes();
-            let mut out = Vec::with_capacity(bytes.len());
-            let mut i = 0;
-            while i < bytes.len() {
-                let octal = bytes
-                    .get(i + 1..i + 4)
-                    .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
-                    .map(|d| {
-                        d.iter()
-                            .fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0'))
-                    });
-                match octal {
-                    Some(b) => {
-                        out.push(b);
-                        i += 4;
-                    }
-                    None => {
-                        out.push(bytes[i]);
-                        i += 1;
-                    }
-                }
-            }
-            PathBuf::from(std::ffi::OsString::from_vec(out))
-        })
-        .collect()
-}
-
-/// The host path the kernel gives for an open fd: what mountinfo lists.
-fn fd_path(fd: &impl AsRawFd) -> io::Result<PathBuf> {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-fn magic_path(fd: &impl AsRawFd) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-/// Whether the directory `inner` of the image is a mount point, and its host
-/// path. `None` when it does not exist or is not a directory.
-pub fn mount_state(
-    root: &Root,
-    mounter: &dyn Mounter,
-    inner: &Path,
-) -> Result<Option<(PathBuf, bool)>> {
-    match root.lstat(inner)? {
-        Some(e) if e.kind == Kind::Dir => {}
-        _ => return Ok(None),
-    }
-    let fd = root.open_dir_nofollow(inner)?;
-    let host = fd_path(&fd).map_err(|e| Error::io("resolve", root.host_path(inner), e))?;
-    let points = mounter
-        .mount_points()
-        .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
-    let mounted = points.iter().any(|p| p == &host);
-    Ok(Some((host, mounted)))
-}
+use crate::stage::Stage;
+use crate::txn::Txn;
 
 /// What [`mount_mirror`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +23,9 @@ pub enum MountOutcome {
 }
 
 /// root.d: bind-mount host directory `source` read-only at `/tmp/pypi` in
-/// the image. Any failure after the first change is rolled back.
+/// the image, staged beside the image so it is read-only before it
+/// appears there (see [`crate::stage`]). Everything is checked before the
+/// first change; a failure after it is rolled back.
 pub fn mount_mirror(root: &Root, source: &Path, mounter: &dyn Mounter) -> Result<MountOutcome> {
     match std::fs::metadata(source) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(MountOutcome::NoMirror),
@@ -174,28 +38,26 @@ pub fn mount_mirror(root: &Root, source: &Path, mounter: &dyn Mounter) -> Result
     let mountpoint = Path::new(MOUNTPOINT);
 
     // Check everything before changing anything.
-    let journal_has_mount = crate::journal::Journal::new(root, Path::new(MOUNT_JOURNAL))
+    let journal_has_mount = Journal::new(root, Path::new(MOUNT_JOURNAL))
         .read()?
-        .is_some_and(|ops| ops.contains(&crate::journal::Op::Mount(mountpoint.into())));
+        .is_some_and(|ops| ops.contains(&Op::Mount(mountpoint.into())));
     match root.lstat(mountpoint)? {
-        None
-        | Some(crate::rootfs::Entry {
-            kind: Kind::Dir, ..
-        }) => {}
+        None => {}
+        Some(e) if e.kind == Kind::Dir => {}
         Some(e) => {
             return Err(Error::path(
                 root.host_path(mountpoint),
-                format!(
-                    "is {}; refusing to mount over it",
-                    crate::txn::kind_name(e.kind)
-                ),
+                format!("is {}; refusing to mount over it", e.kind),
             ))
         }
     }
+    // Whatever a killed root.d left beside the image goes first.
+    let stage = Stage::beside(root)?;
+    stage.clear(root, mounter)?;
     if let Some((_, true)) = mount_state(root, mounter, mountpoint)? {
         if journal_has_mount {
-            // An earlier root.d killed between the bind and the remount
-            // left a writable mount: make sure it is read-only now.
+            // Ours from an earlier root.d: it was read-only before it was
+            // moved here; make sure it still is.
             let top = root.open_dir_nofollow(mountpoint)?;
             mounter
                 .remount_read_only(&magic_path(&top))
@@ -207,54 +69,22 @@ pub fn mount_mirror(root: &Root, source: &Path, mounter: &dyn Mounter) -> Result
             "something else is already mounted here",
         ));
     }
-    let missing = missing_dirs(root, mountpoint)?;
+    let missing = root.missing_dirs(mountpoint)?;
 
-    let txn = Txn::begin(root, Path::new(MOUNT_JOURNAL))?;
-    let result = (|| {
-        txn.create_dirs(&missing, |d| {
-            if d == Path::new("/tmp") {
-                0o1777
-            } else {
-                DIR_MODE
+    Txn::run(root, Path::new(MOUNT_JOURNAL), mounter, |txn| {
+        let moved = stage.prepare(root, mounter, source).and_then(|()| {
+            txn.create_dirs(&missing, |d| dir_mode(d, Path::new(DEFAULT_HOME)))?;
+            txn.record_mount(mountpoint)?;
+            stage.move_into(root, mounter, mountpoint)
+        });
+        // The stage is cleared on every path.
+        match (moved, stage.clear(root, mounter)) {
+            (Ok(()), Ok(())) => Ok(MountOutcome::Mounted),
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Err(e), Err(also)) => {
+                log::error!("clearing the staging directory also failed: {also}");
+                Err(e)
             }
-        })?;
-        txn.record_mount(mountpoint)?;
-        let under = root.open_dir_nofollow(mountpoint)?;
-        mounter
-            .bind(source, &magic_path(&under))
-            .map_err(|e| Error::io("bind-mount mirror on", root.host_path(mountpoint), e))?;
-        // Reopen: the new fd is the root of the bind mount, not the
-        // directory underneath it.
-        let top = root.open_dir_nofollow(mountpoint)?;
-        mounter
-            .remount_read_only(&magic_path(&top))
-            .map_err(|e| Error::io("make read-only", root.host_path(mountpoint), e))
-    })();
-    match result {
-        Ok(()) => Ok(MountOutcome::Mounted),
-        Err(e) => {
-            let journal = txn.journal();
-            if let Err(undo) = crate::undo::undo_journal(root, journal, mounter, &mut Vec::new())
-                .and_then(|()| crate::undo::remove_state_dir(root, &[]))
-            {
-                log::error!("rolling back after the failure also failed: {undo}");
-            }
-            Err(e)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_fields_and_escapes() {
-        let text = "22 1 0:21 / / rw,relatime - ext4 /dev/vda rw\n\
-                    36 22 0:30 /m /a\\040b/tmp/pypi ro,relatime - ext4 /dev/vda rw\n";
-        assert_eq!(
-            parse_mountinfo(text),
-            vec![PathBuf::from("/"), PathBuf::from("/a b/tmp/pypi")]
-        );
-    }
+    })
 }

@@ -1,4 +1,4 @@
-//! Journaled changes to the image: every step is recorded before it is made.
+//! One hook's journaled change to the image: every step is recorded before it is made, and all of it is undone if the hook fails.
 //!
 //! Each step is made so that a crash anywhere in it leaves a state the
 //! journal explains: a file is written under a temporary name, flushed,
@@ -7,52 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::journal::{Journal, Op};
-use crate::rootfs::{with_suffix, Kind, Root};
-
-/// Suffix of the backup of an original file, kept beside it (same
-/// directory, so the move is an atomic rename that keeps owner, mode,
-/// times and inode).
-pub const BACKUP_SUFFIX: &str = ".dib-pypi-orig";
-/// Suffix of the temporary file an atomic write goes through.
-pub const TEMP_SUFFIX: &str = ".dib-pypi-tmp";
-
-/// Mode of directories we create unless said otherwise.
-pub const DIR_MODE: u32 = 0o755;
-
-/// The directories of `dir` (itself included) that do not exist yet,
-/// outermost first. Errors if a component exists but is not a directory
-/// (symlinks to directories inside the image are fine: the chroot follows
-/// them the same way).
-pub fn missing_dirs(root: &Root, dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    for ancestor in dir.ancestors().collect::<Vec<_>>().into_iter().rev() {
-        if !missing.is_empty() || !root.is_dir(ancestor)? {
-            match root.lstat(ancestor)? {
-                None => missing.push(ancestor.to_path_buf()),
-                Some(_) if !missing.is_empty() => missing.push(ancestor.to_path_buf()),
-                Some(e) => {
-                    return Err(Error::path(
-                        root.host_path(ancestor),
-                        format!("exists but is not a directory ({})", kind_name(e.kind)),
-                    ))
-                }
-            }
-        }
-    }
-    Ok(missing)
-}
-
-/// Human name of a [`Kind`], for messages.
-pub fn kind_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::File => "a regular file",
-        Kind::Dir => "a directory",
-        Kind::Symlink => "a symlink",
-        Kind::Special => "a FIFO, socket or device",
-    }
-}
+use crate::layout::{BACKUP_SUFFIX, TEMP_SUFFIX};
+use crate::mounter::Mounter;
+use crate::rootfs::{with_suffix, Root};
 
 /// A sequence of journaled changes to one image.
 #[derive(Debug)]
@@ -62,22 +21,36 @@ pub struct Txn<'r> {
 }
 
 impl<'r> Txn<'r> {
-    /// Start (or continue) the journal at `journal_path`, creating the state
-    /// directory first if needed (see [`crate::state`]).
-    pub fn begin(root: &'r Root, journal_path: &Path) -> Result<Txn<'r>> {
-        crate::state::ensure(root)?;
-        Ok(Txn {
+    /// Run `body` as one change recorded in the journal at `journal_path`
+    /// (the state directory is made first if needed). If `body` fails,
+    /// everything it recorded is undone before its error is returned; a
+    /// failure of that undo is logged, and the journal it leaves lets the
+    /// restore hook finish the job.
+    pub fn run<T>(
+        root: &'r Root,
+        journal_path: &Path,
+        mounter: &dyn Mounter,
+        body: impl FnOnce(&Txn<'r>) -> Result<T>,
+    ) -> Result<T> {
+        let txn = Txn {
             root,
             journal: Journal::new(root, journal_path),
-        })
+        };
+        let result = crate::state::ensure(root).and_then(|()| body(&txn));
+        if result.is_err() {
+            let undone = crate::undo::undo_journal(root, &txn.journal, mounter)
+                .and_then(|()| crate::state::teardown(root));
+            if let Err(e) = undone {
+                for e in e.leaves() {
+                    log::error!("rolling back after the failure also failed: {e}");
+                }
+            }
+        }
+        result
     }
 
-    /// The journal this transaction writes.
-    pub fn journal(&self) -> &Journal<'r> {
-        &self.journal
-    }
-
-    /// Create `dirs` (as returned by [`missing_dirs`]) in order.
+    /// Create `dirs` (outermost first, as [`Root::missing_dirs`] lists
+    /// them) in order.
     pub fn create_dirs(&self, dirs: &[PathBuf], mode_of: impl Fn(&Path) -> u32) -> Result<()> {
         for dir in dirs {
             self.journal.record(&Op::Mkdir(dir.clone()))?;

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dib_pypi_core::mount::{mount_mirror, MountOutcome, SystemMounter, MOUNTPOINT};
+use dib_pypi_core::layout::MOUNTPOINT;
+use dib_pypi_core::mount::{mount_mirror, MountOutcome};
+use dib_pypi_core::mounter::SystemMounter;
 use dib_pypi_core::rootfs::Root;
 
 /// Bind-mount $DIB_IMAGE_CACHE/pypi/mirror read-only at $TARGET_ROOT/tmp/pypi.
@@ -46,7 +48,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error!("{e}");
+            for e in e.leaves() {
+                log::error!("{e}");
+            }
             ExitCode::FAILURE
         }
     }

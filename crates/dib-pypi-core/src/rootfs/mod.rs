@@ -1,24 +1,31 @@
 //! File operations confined to an image root, immune to symlinks that point out of it.
 //!
 //! Every path is an absolute path *inside the image* (`/root/.pip/pip.conf`).
-//! Parent directories are resolved with `openat2(RESOLVE_IN_ROOT)`, so a
-//! symlink in the image (absolute or `..`-relative) resolves as it would in
-//! the chroot and can never reach the host. The last component is then
-//! handled with a `*at` call that does not follow symlinks, so a symlink at
-//! the final path is itself renamed or removed, never its target.
+//! Parent directories are resolved inside the root ([`resolve`]: the
+//! kernel's `openat2(RESOLVE_IN_ROOT)`, or the same rules in user space on
+//! kernels without it), so a symlink in the image (absolute or
+//! `..`-relative) resolves as it would in the chroot and can never reach
+//! the host. The last component is then handled with a `*at` call that
+//! does not follow symlinks, so a symlink at the final path is itself
+//! renamed or removed, never its target. This is the only module that
+//! touches image paths.
+
+pub mod resolve;
 
 use std::ffi::OsStr;
+use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{renameat, renameat2, OFlag, OpenHow, RenameFlags, ResolveFlag};
+use nix::fcntl::{renameat, renameat2, OFlag, RenameFlags};
 use nix::sys::stat::{fchmod, fstatat, mkdirat, Mode, SFlag};
 use nix::unistd::{fsync, unlinkat, UnlinkatFlags};
 
 use crate::error::{Error, Result};
+pub use resolve::Resolver;
 
 /// What sits at a path, seen without following a final symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +35,17 @@ pub enum Kind {
     Symlink,
     /// FIFO, socket or device: never a config file.
     Special,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::File => "a regular file",
+            Kind::Dir => "a directory",
+            Kind::Symlink => "a symlink",
+            Kind::Special => "a FIFO, socket or device",
+        })
+    }
 }
 
 /// Type and permissions of an entry.
@@ -48,50 +66,81 @@ pub enum Rmdir {
     NotEmpty,
 }
 
+/// Why a symlink on the way to a directory leads nowhere a program in the
+/// chroot could use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkProblem {
+    Dangling,
+    NotADirectory,
+    Loop,
+}
+
+/// A symlink (in-image path and target) that stands where a directory is
+/// needed and does not lead to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokenLink {
+    pub link: PathBuf,
+    pub target: PathBuf,
+    pub problem: LinkProblem,
+}
+
+impl BrokenLink {
+    /// What is wrong, without the link's own path: "a symlink to
+    /// /nonexistent, but /nonexistent does not exist in the image". (The
+    /// hook binaries ship in the element, where dib-lint flags any line
+    /// with the word "which" followed by a space, even in a binary.)
+    pub fn reason(&self) -> String {
+        let t = self.target.display();
+        match self.problem {
+            LinkProblem::Dangling => {
+                format!("a symlink to {t}, but {t} does not exist in the image")
+            }
+            LinkProblem::NotADirectory => format!("a symlink to {t}, but {t} is not a directory"),
+            LinkProblem::Loop => format!("a symlink to {t}, but that leads round in a loop"),
+        }
+    }
+}
+
+impl fmt::Display for BrokenLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.link.display(), self.reason())
+    }
+}
+
+/// What stands between the image and a directory it should have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirState {
+    /// The directories still to create, outermost first (none: it exists).
+    Missing(Vec<PathBuf>),
+    /// A symlink on the way does not lead to a directory: neither we nor
+    /// any program in the chroot can use the path.
+    Unreachable(BrokenLink),
+}
+
 /// An image root opened once; all operations are relative to its fd.
 #[derive(Debug)]
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    resolver: Resolver,
     /// Crash injection for tests; see [`crate::fault`].
     #[cfg(any(test, feature = "fault-injection"))]
     faults: Option<std::sync::Arc<crate::fault::FaultPlan>>,
 }
 
-/// How often to retry an `openat2` that the kernel answered with EAGAIN.
-const OPENAT2_RETRIES: usize = 128;
-
-/// `openat2`, retried on EAGAIN. With RESOLVE_IN_ROOT the kernel returns
-/// EAGAIN whenever a rename or mount anywhere on the system raced with the
-/// lookup and it cannot prove a `..` stayed inside the root; openat2(2)
-/// says to retry. Busy build hosts (and parallel tests) hit this.
-fn openat2<P: ?Sized + nix::NixPath, Fd: AsFd>(
-    dirfd: Fd,
-    path: &P,
-    how: OpenHow,
-) -> nix::Result<OwnedFd> {
-    let mut tries = 0;
-    loop {
-        match nix::fcntl::openat2(dirfd.as_fd(), path, how) {
-            Err(Errno::EAGAIN) if tries < OPENAT2_RETRIES => tries += 1,
-            other => return other,
-        }
-    }
-}
-
-fn resolve_in_root() -> ResolveFlag {
-    ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
-}
-
 impl Root {
     /// Open the image root at host path `path` (`/` inside the chroot).
     pub fn open(path: &Path) -> Result<Root> {
-        let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC);
-        let fd = openat2(nix::fcntl::AT_FDCWD, path, how)
-            .map_err(|e| Error::io("open image root", path, e.into()))?;
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open image root", path, e.into()))?;
         Ok(Root {
             fd,
             path: path.to_path_buf(),
+            resolver: Resolver::get(),
             #[cfg(any(test, feature = "fault-injection"))]
             faults: None,
         })
@@ -108,49 +157,46 @@ impl Root {
     /// A crash point before a mutating call. `Ok(true)` means "crash
     /// here": the caller may write half its data, then returns
     /// [`Root::die`]. Without fault injection this is always `Ok(false)`.
-    fn crash_point(&self, what: &'static str, inner: &Path) -> Result<bool> {
+    fn crash_point(&self, what: &'static str, host: &Path) -> Result<bool> {
         #[cfg(any(test, feature = "fault-injection"))]
         if let Some(plan) = &self.faults {
-            return plan
-                .step(what)
-                .map_err(|e| Error::io(what, self.host_path(inner), e));
+            return plan.step(what).map_err(|e| Error::io(what, host, e));
         }
-        let _ = (what, inner);
+        let _ = (what, host);
         Ok(false)
     }
 
     /// The error (or SIGKILL) of the crash step.
-    fn die(&self, what: &'static str, inner: &Path) -> Error {
+    fn die(&self, what: &'static str, host: &Path) -> Error {
         #[cfg(any(test, feature = "fault-injection"))]
         if let Some(plan) = &self.faults {
-            return Error::io(what, self.host_path(inner), plan.die());
+            return Error::io(what, host, plan.die());
         }
-        Error::path(
-            self.host_path(inner),
-            format!("{what}: unexpected crash point"),
-        )
+        Error::path(host, format!("{what}: unexpected crash point"))
     }
 
-    /// A crash point where a crash leaves nothing half done.
-    fn point(&self, what: &'static str, inner: &Path) -> Result<()> {
-        if self.crash_point(what, inner)? {
-            return Err(self.die(what, inner));
+    /// A crash point where a crash leaves nothing half done, before a
+    /// change at host path `host`. The mount code outside the image uses
+    /// it too, so a test can stop a hook at any of its steps.
+    pub(crate) fn step(&self, what: &'static str, host: &Path) -> Result<()> {
+        if self.crash_point(what, host)? {
+            return Err(self.die(what, host));
         }
         Ok(())
     }
 
-    /// Identity (device, inode) of directory `inner`, following symlinks
-    /// inside the image: two paths with the same identity and final name
-    /// are the same file.
-    pub fn dir_id(&self, inner: &Path) -> Result<(u64, u64)> {
-        let fd = self.open_dir(inner)?;
-        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.err("stat", inner, e))?;
-        Ok((st.st_dev, st.st_ino))
+    fn point(&self, what: &'static str, inner: &Path) -> Result<()> {
+        self.step(what, &self.host_path(inner))
     }
 
     /// The host path of the root.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Which resolver this root uses.
+    pub fn resolver(&self) -> Resolver {
+        self.resolver
     }
 
     /// Host path of an in-image path, for messages.
@@ -162,18 +208,25 @@ impl Root {
         Error::io(op, self.host_path(inner), e.into())
     }
 
+    /// Open `inner` with `flags`, resolved inside the root.
+    fn open_in(&self, inner: &Path, flags: OFlag, follow_last: bool) -> nix::Result<OwnedFd> {
+        self.resolver
+            .open(self.fd.as_fd(), relative(inner), flags, follow_last)
+    }
+
     /// Open a directory in the image, following symlinks only inside it.
     pub fn open_dir(&self, inner: &Path) -> Result<OwnedFd> {
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .resolve(resolve_in_root());
-        let rel = relative(inner);
-        let rel = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        openat2(self.fd.as_fd(), rel, how).map_err(|e| self.err("open directory", inner, e))
+        self.open_in(inner, OFlag::O_PATH | OFlag::O_DIRECTORY, true)
+            .map_err(|e| self.err("open directory", inner, e))
+    }
+
+    /// Identity (device, inode) of directory `inner`, following symlinks
+    /// inside the image: two paths with the same identity and final name
+    /// are the same file.
+    pub fn dir_id(&self, inner: &Path) -> Result<(u64, u64)> {
+        let fd = self.open_dir(inner)?;
+        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.err("stat", inner, e))?;
+        Ok((st.st_dev, st.st_ino))
     }
 
     /// Split `inner` into its resolved parent directory and final name.
@@ -186,22 +239,26 @@ impl Root {
         Ok((self.open_dir(parent)?, name))
     }
 
+    /// [`Root::parent`], or `None` when the parent does not exist or is
+    /// not a directory: then nothing can be at `inner`.
+    fn parent_if_any(&self, inner: &Path) -> Result<Option<(OwnedFd, PathBuf)>> {
+        match self.parent(inner) {
+            Ok(p) => Ok(Some(p)),
+            Err(e)
+                if e.errno()
+                    .is_some_and(|n| n == Errno::ENOENT || n == Errno::ENOTDIR) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Type and mode of `inner` without following a final symlink;
     /// `None` when it (or a parent) does not exist.
     pub fn lstat(&self, inner: &Path) -> Result<Option<Entry>> {
-        let (dir, name) = match self.parent(inner) {
-            Ok(p) => p,
-            // A parent that is missing, or is not a directory: nothing can
-            // be at `inner`.
-            Err(Error::Io { source, .. })
-                if matches!(
-                    source.raw_os_error(),
-                    Some(e) if e == Errno::ENOENT as i32 || e == Errno::ENOTDIR as i32
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e),
+        let Some((dir, name)) = self.parent_if_any(inner)? else {
+            return Ok(None);
         };
         match fstatat(dir.as_fd(), &name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(Some(entry_of(&st))),
@@ -210,20 +267,94 @@ impl Root {
         }
     }
 
+    /// The target of symlink `inner`, as written in the link.
+    pub fn readlink(&self, inner: &Path) -> Result<PathBuf> {
+        let (dir, name) = self.parent(inner)?;
+        nix::fcntl::readlinkat(dir.as_fd(), &name)
+            .map(PathBuf::from)
+            .map_err(|e| self.err("read symlink", inner, e))
+    }
+
     /// Whether `inner` is a directory, following symlinks inside the image
     /// (as any program in the chroot would).
     pub fn is_dir(&self, inner: &Path) -> Result<bool> {
         match self.open_dir(inner) {
             Ok(_) => Ok(true),
-            Err(Error::Io { source, .. })
-                if matches!(
-                    source.raw_os_error(),
-                    Some(e) if e == Errno::ENOENT as i32 || e == Errno::ENOTDIR as i32
-                ) =>
+            Err(e)
+                if e.errno()
+                    .is_some_and(|n| n == Errno::ENOENT || n == Errno::ENOTDIR) =>
             {
                 Ok(false)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// What `inner` is once every symlink, the final one too, is followed
+    /// inside the image; `None` when that leads nowhere (a missing path, a
+    /// dangling link or a loop), as it would for a program in the chroot.
+    pub fn kind_following(&self, inner: &Path) -> Result<Option<Kind>> {
+        let fd = match self.open_in(inner, OFlag::O_PATH, true) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => return Ok(None),
+            Err(e) => return Err(self.err("open", inner, e)),
+        };
+        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| self.err("stat", inner, e))?;
+        Ok(Some(entry_of(&st).kind))
+    }
+
+    /// What it takes to have directory `dir`: the directories to create,
+    /// or the symlink that makes it unreachable. A regular file or device
+    /// on the way is an error (symlinks to directories inside the image are
+    /// fine: the chroot follows them the same way).
+    pub fn dir_state(&self, dir: &Path) -> Result<DirState> {
+        let mut missing: Vec<PathBuf> = Vec::new();
+        for at in dir.ancestors().collect::<Vec<_>>().into_iter().rev() {
+            if at == Path::new("/") {
+                continue;
+            }
+            if !missing.is_empty() {
+                missing.push(at.to_path_buf());
+                continue;
+            }
+            match self.lstat(at)? {
+                None => missing.push(at.to_path_buf()),
+                Some(e) if e.kind == Kind::Dir => {}
+                Some(e) if e.kind == Kind::Symlink => {
+                    let problem = match self.open_dir(at) {
+                        Ok(_) => continue,
+                        Err(e) => match e.errno() {
+                            Some(Errno::ENOENT) => LinkProblem::Dangling,
+                            Some(Errno::ENOTDIR) => LinkProblem::NotADirectory,
+                            Some(Errno::ELOOP) => LinkProblem::Loop,
+                            _ => return Err(e),
+                        },
+                    };
+                    return Ok(DirState::Unreachable(BrokenLink {
+                        link: at.to_path_buf(),
+                        target: self.readlink(at)?,
+                        problem,
+                    }));
+                }
+                Some(e) => {
+                    return Err(Error::path(
+                        self.host_path(at),
+                        format!("exists but is not a directory ({})", e.kind),
+                    ))
+                }
+            }
+        }
+        Ok(DirState::Missing(missing))
+    }
+
+    /// [`Root::dir_state`] for a directory that must be reachable: an
+    /// unreachable one is an error that says which symlink is at fault.
+    pub fn missing_dirs(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        match self.dir_state(dir)? {
+            DirState::Missing(missing) => Ok(missing),
+            DirState::Unreachable(link) => {
+                Err(Error::path(self.host_path(&link.link), link.reason()))
+            }
         }
     }
 
@@ -243,14 +374,8 @@ impl Root {
 
     /// Remove directory `inner` if it is empty.
     pub fn rmdir(&self, inner: &Path) -> Result<Rmdir> {
-        let (dir, name) = match self.parent(inner) {
-            Ok(p) => p,
-            Err(Error::Io { source, .. })
-                if source.raw_os_error() == Some(Errno::ENOENT as i32) =>
-            {
-                return Ok(Rmdir::Absent)
-            }
-            Err(e) => return Err(e),
+        let Some((dir, name)) = self.parent_if_any(inner)? else {
+            return Ok(Rmdir::Absent);
         };
         self.point("remove directory", inner)?;
         match unlinkat(dir.as_fd(), &name, UnlinkatFlags::RemoveDir) {
@@ -263,14 +388,8 @@ impl Root {
 
     /// Remove the non-directory at `inner`; `false` if it was not there.
     pub fn unlink(&self, inner: &Path) -> Result<bool> {
-        let (dir, name) = match self.parent(inner) {
-            Ok(p) => p,
-            Err(Error::Io { source, .. })
-                if source.raw_os_error() == Some(Errno::ENOENT as i32) =>
-            {
-                return Ok(false)
-            }
-            Err(e) => return Err(e),
+        let Some((dir, name)) = self.parent_if_any(inner)? else {
+            return Ok(false);
         };
         self.point("remove", inner)?;
         match unlinkat(dir.as_fd(), &name, UnlinkatFlags::NoRemoveDir) {
@@ -304,21 +423,29 @@ impl Root {
             .map_err(|e| self.err("rename", from, e))
     }
 
+    /// Open the final component `name` of `dir` (never following it).
+    fn open_at(&self, dir: &OwnedFd, name: &Path, flags: OFlag, mode: u32) -> nix::Result<OwnedFd> {
+        nix::fcntl::openat(
+            dir.as_fd(),
+            name,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+    }
+
     /// Create the new file `inner` (it must not exist) with `contents` and
     /// `mode`, flushed to disk.
     pub fn write_new(&self, inner: &Path, contents: &[u8], mode: u32) -> Result<()> {
         let (dir, name) = self.parent(inner)?;
-        let how = OpenHow::new()
-            .flags(
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_EXCL
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-            )
-            .mode(Mode::from_bits_truncate(mode));
         self.point("create", inner)?;
-        let fd = openat2(dir.as_fd(), &name, how).map_err(|e| self.err("create", inner, e))?;
+        let fd = self
+            .open_at(
+                &dir,
+                &name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                mode,
+            )
+            .map_err(|e| self.err("create", inner, e))?;
         // O_CREAT's mode is filtered by the umask; set the one we mean
         // before any byte is written, so a secret is never world-readable.
         self.point("chmod", inner)?;
@@ -334,21 +461,23 @@ impl Root {
     /// Write `contents` to `file` (a crash point: a crash there writes
     /// only the first half, as a process killed mid-write would).
     fn write_data(&self, file: &mut std::fs::File, inner: &Path, contents: &[u8]) -> Result<()> {
-        if self.crash_point("write", inner)? {
+        let host = self.host_path(inner);
+        if self.crash_point("write", &host)? {
             let half = contents.get(..contents.len() / 2).unwrap_or_default();
             let _ = file.write_all(half);
-            return Err(self.die("write", inner));
+            return Err(self.die("write", &host));
         }
         file.write_all(contents)
-            .map_err(|e| Error::io("write", self.host_path(inner), e))
+            .map_err(|e| Error::io("write", host, e))
     }
 
     /// Cut file `inner` (not following a final symlink) to `len` bytes and
     /// flush it.
     pub fn truncate(&self, inner: &Path, len: u64) -> Result<()> {
         let (dir, name) = self.parent(inner)?;
-        let how = OpenHow::new().flags(OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC);
-        let fd = openat2(dir.as_fd(), &name, how).map_err(|e| self.err("open", inner, e))?;
+        let fd = self
+            .open_at(&dir, &name, OFlag::O_WRONLY, 0)
+            .map_err(|e| self.err("open", inner, e))?;
         let file = std::fs::File::from(fd);
         self.point("truncate", inner)?;
         file.set_len(len)
@@ -361,17 +490,15 @@ impl Root {
     /// Append `line` to file `inner` (created if missing) and flush it.
     pub fn append(&self, inner: &Path, line: &[u8]) -> Result<()> {
         let (dir, name) = self.parent(inner)?;
-        let how = OpenHow::new()
-            .flags(
-                OFlag::O_WRONLY
-                    | OFlag::O_CREAT
-                    | OFlag::O_APPEND
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC,
-            )
-            .mode(Mode::from_bits_truncate(0o600));
         self.point("open for append", inner)?;
-        let fd = openat2(dir.as_fd(), &name, how).map_err(|e| self.err("open", inner, e))?;
+        let fd = self
+            .open_at(
+                &dir,
+                &name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_APPEND,
+                0o600,
+            )
+            .map_err(|e| self.err("open", inner, e))?;
         let mut file = std::fs::File::from(fd);
         self.write_data(&mut file, inner, line)?;
         self.point("fsync", inner)?;
@@ -382,10 +509,7 @@ impl Root {
     /// Read a regular file of at most `limit` bytes; `None` if absent.
     /// Symlinks are followed inside the image.
     pub fn read(&self, inner: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
-        let how = OpenHow::new()
-            .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-            .resolve(resolve_in_root());
-        let fd = match openat2(self.fd.as_fd(), relative(inner), how) {
+        let fd = match self.open_in(inner, OFlag::O_RDONLY | OFlag::O_NONBLOCK, true) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(self.err("open", inner, e)),
@@ -406,19 +530,19 @@ impl Root {
     /// Open directory `inner` without following it if it is a symlink.
     pub fn open_dir_nofollow(&self, inner: &Path) -> Result<OwnedFd> {
         let (dir, name) = self.parent(inner)?;
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC);
-        openat2(dir.as_fd(), &name, how).map_err(|e| self.err("open directory", inner, e))
+        self.open_at(&dir, &name, OFlag::O_PATH | OFlag::O_DIRECTORY, 0)
+            .map_err(|e| self.err("open directory", inner, e))
     }
 
     /// A real (not O_PATH) fd on directory `inner`: fchmod and fsync need
     /// one. Reached through [`Root::open_dir`], so still resolved in the root.
     fn open_dir_readable(&self, inner: &Path) -> Result<OwnedFd> {
         let fd = self.open_dir(inner)?;
-        openat2(
+        nix::fcntl::openat(
             fd.as_fd(),
             ".",
-            OpenHow::new().flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC),
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
         )
         .map_err(|e| self.err("open directory", inner, e))
     }
@@ -473,111 +597,4 @@ pub fn is_clean_absolute(path: &Path) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{symlink, PermissionsExt};
-
-    fn tree() -> (tempfile::TempDir, tempfile::TempDir, Root) {
-        let image = tempfile::tempdir().unwrap();
-        let host = tempfile::tempdir().unwrap();
-        let root = Root::open(image.path()).unwrap();
-        (image, host, root)
-    }
-
-    #[test]
-    fn absolute_symlink_parent_resolves_inside_the_root() {
-        let (image, host, root) = tree();
-        std::fs::create_dir(image.path().join("real")).unwrap();
-        // In the image, /root -> <host dir>; must land on <image>/<host dir>.
-        symlink(host.path(), image.path().join("root")).unwrap();
-        let escaped = Path::new("/root/pip.conf");
-        let err = root.write_new(escaped, b"x", 0o644).unwrap_err();
-        assert!(err.to_string().contains("No such file"), "{err}");
-        assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn dotdot_symlink_parent_stays_inside_the_root() {
-        let (image, host, root) = tree();
-        let canary = host.path().join("canary");
-        std::fs::write(&canary, "keep").unwrap();
-        let depth = image.path().components().count() + 3;
-        let up = "../".repeat(depth);
-        symlink(
-            format!("{up}{}", host.path().display()),
-            image.path().join("etc"),
-        )
-        .unwrap();
-        assert_eq!(root.lstat(Path::new("/etc/canary")).unwrap(), None);
-        assert!(!root.unlink(Path::new("/etc/canary")).unwrap());
-        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "keep");
-    }
-
-    #[test]
-    fn final_symlink_is_renamed_not_followed() {
-        let (image, host, root) = tree();
-        let canary = host.path().join("canary");
-        std::fs::write(&canary, "keep").unwrap();
-        symlink(&canary, image.path().join("link")).unwrap();
-        let e = root.lstat(Path::new("/link")).unwrap().unwrap();
-        assert_eq!(e.kind, Kind::Symlink);
-        root.rename_noreplace(Path::new("/link"), Path::new("/link.bak"))
-            .unwrap();
-        assert!(root.unlink(Path::new("/link.bak")).unwrap());
-        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "keep");
-        // Writing through a final symlink is refused.
-        symlink(&canary, image.path().join("link2")).unwrap();
-        assert!(root.write_new(Path::new("/link2"), b"evil", 0o644).is_err());
-        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "keep");
-    }
-
-    #[test]
-    fn write_new_sets_exact_mode_and_refuses_to_replace() {
-        let (image, _host, root) = tree();
-        root.write_new(Path::new("/f"), b"secret", 0o600).unwrap();
-        let meta = std::fs::metadata(image.path().join("f")).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
-        assert!(root.write_new(Path::new("/f"), b"again", 0o600).is_err());
-        assert_eq!(std::fs::read(image.path().join("f")).unwrap(), b"secret");
-    }
-
-    #[test]
-    fn mkdir_rmdir_and_kinds() {
-        let (image, _host, root) = tree();
-        root.mkdir(Path::new("/d"), 0o700).unwrap();
-        let e = root.lstat(Path::new("/d")).unwrap().unwrap();
-        assert_eq!((e.kind, e.mode), (Kind::Dir, 0o700));
-        std::fs::write(image.path().join("d/x"), "").unwrap();
-        assert_eq!(root.rmdir(Path::new("/d")).unwrap(), Rmdir::NotEmpty);
-        std::fs::remove_file(image.path().join("d/x")).unwrap();
-        assert_eq!(root.rmdir(Path::new("/d")).unwrap(), Rmdir::Removed);
-        assert_eq!(root.rmdir(Path::new("/d")).unwrap(), Rmdir::Absent);
-        assert_eq!(root.lstat(Path::new("/nope/deeper")).unwrap(), None);
-        nix::unistd::mkfifo(&image.path().join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
-        assert_eq!(
-            root.lstat(Path::new("/fifo")).unwrap().unwrap().kind,
-            Kind::Special
-        );
-    }
-
-    #[test]
-    fn read_refuses_fifos_and_limits_size() {
-        let (image, _host, root) = tree();
-        nix::unistd::mkfifo(&image.path().join("fifo"), Mode::from_bits_truncate(0o644)).unwrap();
-        assert!(root.read(Path::new("/fifo"), 10).is_err());
-        std::fs::write(image.path().join("big"), "0123456789").unwrap();
-        assert_eq!(root.read(Path::new("/big"), 4).unwrap().unwrap(), b"0123");
-        assert_eq!(root.read(Path::new("/none"), 4).unwrap(), None);
-    }
-
-    #[test]
-    fn suffix_and_clean_paths() {
-        assert_eq!(
-            with_suffix(Path::new("/root/.pip/pip.conf"), ".orig"),
-            PathBuf::from("/root/.pip/pip.conf.orig")
-        );
-        assert!(is_clean_absolute(Path::new("/root/.pip")));
-        assert!(!is_clean_absolute(Path::new("/root/../etc")));
-        assert!(!is_clean_absolute(Path::new("root")));
-    }
-}
+mod tests;

@@ -1,0 +1,146 @@
+//! Every name the element gives to something in the image or beside it, and the modes it uses, in one place.
+//!
+//! Pure data: the modules that act on these paths import them from here,
+//! so the tests, the restore hook and the docs agree on one list.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+/// The element's state directory in the image while a build runs: the
+/// journals. At the top of the image so that its parent always exists
+/// and creating it is one step (a deeper path would need its missing
+/// parents created, and journaled, first).
+pub const STATE_DIR: &str = "/.dib-pypi";
+/// Mode of the state directory: the journals name root's files.
+pub const STATE_DIR_MODE: u32 = 0o700;
+/// Journal of root.d (the mirror mount).
+pub const MOUNT_JOURNAL: &str = "/.dib-pypi/mount.journal";
+/// Journal of pre-install.d (the pip and uv configs).
+pub const CONFIG_JOURNAL: &str = "/.dib-pypi/config.journal";
+
+/// Where the mirror appears inside the image (`file:///tmp/pypi`).
+pub const MOUNTPOINT: &str = "/tmp/pypi";
+/// Suffix of the private staging directory beside the image root (on the
+/// host, in DIB's build directory), where the mirror is bound and made
+/// read-only before it is moved into the image.
+pub const STAGE_SUFFIX: &str = ".dib-pypi-stage";
+/// The bind mount's name inside the staging directory.
+pub const STAGE_MOUNT: &str = "mirror";
+
+/// Suffix of the backup of an original file, kept beside it (same
+/// directory, so the move is an atomic rename that keeps owner, mode,
+/// times and inode).
+pub const BACKUP_SUFFIX: &str = ".dib-pypi-orig";
+/// Suffix of the temporary file an atomic write goes through.
+pub const TEMP_SUFFIX: &str = ".dib-pypi-tmp";
+
+/// Mode of directories we create unless said otherwise.
+pub const DIR_MODE: u32 = 0o755;
+/// Mode of a home directory we create.
+pub const HOME_MODE: u32 = 0o700;
+/// Mode of `/tmp` when the image has none yet.
+pub const TMP_MODE: u32 = 0o1777;
+/// Mode of a config file that holds no password.
+pub const CONFIG_MODE: u32 = 0o644;
+/// Mode of a config file that holds a mirror password.
+pub const SECRET_MODE: u32 = 0o600;
+
+/// root's home when `$HOME` says nothing usable: DIB runs the in-chroot
+/// hooks with `HOME=/root`.
+pub const DEFAULT_HOME: &str = "/root";
+
+/// The home directory pip and uv will use: `$HOME` when it is a clean
+/// absolute path, else `/root` (we run as root; no NSS lookup, the binary is
+/// static and the image's libc is unknown).
+pub fn home_dir(home_var: Option<&OsStr>) -> PathBuf {
+    home_var
+        .map(PathBuf::from)
+        .filter(|p| crate::rootfs::is_clean_absolute(p))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
+}
+
+/// Mode of a directory we create on the way to a config file.
+pub fn dir_mode(dir: &Path, home: &Path) -> u32 {
+    if dir == home {
+        HOME_MODE
+    } else if dir == Path::new("/tmp") {
+        TMP_MODE
+    } else {
+        DIR_MODE
+    }
+}
+
+/// Which tool a config file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Pip,
+    Uv,
+}
+
+impl Tool {
+    /// The tool's name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Pip => "pip",
+            Tool::Uv => "uv",
+        }
+    }
+}
+
+/// The user config files each tool reads, for home directory `home`. pip
+/// reads both of its user files (the XDG one last, so it wins); writing
+/// both means neither an existing file nor `XDG_CONFIG_HOME` pointing
+/// elsewhere leaves pip without the mirrors.
+pub fn user_config_files(home: &Path) -> Vec<(PathBuf, Tool)> {
+    vec![
+        (home.join(".pip/pip.conf"), Tool::Pip),
+        (home.join(".config/pip/pip.conf"), Tool::Pip),
+        (home.join(".config/uv/uv.toml"), Tool::Uv),
+    ]
+}
+
+/// pip's global config file, read before the user files: written only
+/// when no user file can be (its directories are symlinks leading
+/// nowhere), since then pip reads the global one alone.
+pub const PIP_GLOBAL_CONFIG: &str = "/etc/pip.conf";
+
+/// uv's system config files, in the order uv looks for them (the first
+/// that is a file is the one it reads): `$XDG_CONFIG_DIRS/uv/uv.toml`
+/// with its default `/etc/xdg`, then `/etc/uv/uv.toml`. uv merges the
+/// system file under the user file, so an image's own system file would
+/// add its indexes after ours.
+pub const UV_SYSTEM_CONFIGS: [&str; 2] = ["/etc/xdg/uv/uv.toml", "/etc/uv/uv.toml"];
+
+/// Every config file the element may write, for home `home`: what the
+/// restore hook checks for leftovers.
+pub fn all_config_files(home: &Path) -> Vec<PathBuf> {
+    let mut all: Vec<PathBuf> = user_config_files(home)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    all.push(PathBuf::from(PIP_GLOBAL_CONFIG));
+    all.extend(UV_SYSTEM_CONFIGS.iter().map(PathBuf::from));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_comes_from_a_clean_absolute_home_only() {
+        assert_eq!(home_dir(Some(OsStr::new("/home/x"))), Path::new("/home/x"));
+        for bad in ["", "relative", "/a/../b", "/a/\0b"] {
+            assert_eq!(home_dir(Some(OsStr::new(bad))), Path::new("/root"), "{bad}");
+        }
+        assert_eq!(home_dir(None), Path::new("/root"));
+    }
+
+    #[test]
+    fn every_journal_lives_in_the_state_directory() {
+        for j in [MOUNT_JOURNAL, CONFIG_JOURNAL] {
+            assert_eq!(Path::new(j).parent(), Some(Path::new(STATE_DIR)));
+        }
+        assert_eq!(Path::new(STATE_DIR).parent(), Some(Path::new("/")));
+    }
+}
