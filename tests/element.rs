@@ -388,3 +388,4 @@ fn a_mountpoint_symlinked_out_of_the_image_is_never_mounted_over() {
 // the chroot harness and the assembled element are shared.
 #[path = "hardening.rs"]
 mod hardening;
+mod hook_wrapper;
