@@ -265,29 +265,49 @@ struct Hook<'a> {
     status: Option<ExitStatus>,
 }
 
-/// The fake as a process: its pid and start time (which tell it apart
-/// from a later process that gets the same pid).
-#[derive(Debug, Clone, Copy)]
-struct Proc {
-    pid: i32,
+/// What /proc says about a process (zombies included: a process the
+/// wrapper did not wait for counts as left over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    zombie: bool,
+    pgrp: i32,
+    session: i32,
+    /// Start time, which tells a process apart from a later one that gets
+    /// the same pid.
     start: u64,
 }
 
-/// Process group and start time of process `pid`, if it exists (zombies
-/// included: a process the wrapper did not wait for counts as left over).
-fn proc_stat(pid: i32) -> Option<(i32, u64)> {
+/// The fake as a process.
+#[derive(Debug, Clone, Copy)]
+struct Proc {
+    pid: i32,
+    stat: Stat,
+}
+
+fn proc_stat(pid: i32) -> Option<Stat> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after "pid (comm) ", from field 3: pgrp is field 5, starttime 22.
+    // Fields after "pid (comm) ", from field 3: pgrp is field 5, session 6,
+    // starttime 22.
     let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-    Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+    Some(Stat {
+        zombie: *fields.first()? == "Z",
+        pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
 }
 
 /// Processes (pid and command line) in process group `pgid`.
 fn group_members(pgid: i32) -> Vec<String> {
+    members(|s| s.pgrp == pgid)
+}
+
+/// Processes (pid and command line) whose /proc stat matches `filter`.
+fn members(filter: impl Fn(&Stat) -> bool) -> Vec<String> {
     fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| proc_stat(pid).is_some_and(|(pgrp, _)| pgrp == pgid))
+        .filter(|&pid| proc_stat(pid).is_some_and(|s| filter(&s)))
         .map(|pid| {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             format!(
@@ -307,6 +327,11 @@ fn ignored_signals(pid: i32) -> u64 {
         .unwrap()
         .trim();
     u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// The session of the tests (and of the hooks they start).
+fn this_session() -> i32 {
+    nix::unistd::getsid(None).unwrap().as_raw()
 }
 
 fn bit(sig: Signal) -> u64 {
@@ -350,11 +375,14 @@ impl Hook<'_> {
             );
             std::thread::sleep(POLL);
         };
-        let (pgrp, start) = proc_stat(pid).unwrap();
-        assert_eq!(
-            pgrp,
-            self.pgid(),
-            "{}: the fake left the hook's group",
+        let stat = proc_stat(pid).unwrap();
+        // sudo with use_pty (Debian's default, used when there is a
+        // terminal) runs the binary in a session of its own, on a pty, and
+        // relays signals to it; otherwise it is in the hook's group.
+        let own_session = self.bench.via_sudo && stat.session != this_session();
+        assert!(
+            stat.pgrp == self.pgid() || own_session,
+            "{}: the fake left the hook's group: {stat:?}",
             self.what
         );
         let staged = self.bench.staged();
@@ -367,7 +395,7 @@ impl Hook<'_> {
         assert_eq!(fs::read_to_string(&copy[0]).unwrap(), FAKE);
         let mode = fs::metadata(&copy[0]).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755, "{}", self.what);
-        Proc { pid, start }
+        Proc { pid, stat }
     }
 
     /// Wait for the hook to end, at most PATIENCE.
@@ -409,8 +437,15 @@ impl Hook<'_> {
         let left = group_members(self.pgid());
         assert!(left.is_empty(), "{what}: still running: {left:?}\n{log}");
         if let Some(fake) = fake {
-            let alive = proc_stat(fake.pid).is_some_and(|(_, start)| start == fake.start);
+            let alive = proc_stat(fake.pid).is_some_and(|s| s.start == fake.stat.start);
             assert!(!alive, "{what}: the fake (pid {}) still exists", fake.pid);
+            if fake.stat.session != this_session() {
+                // sudo's pty session: its monitor process must be gone too
+                // (or be a zombie: its parent, sudo, is gone and init
+                // reaps it).
+                let left = members(|s| s.session == fake.stat.session && !s.zombie);
+                assert!(left.is_empty(), "{what}: still running: {left:?}\n{log}");
+            }
         }
     }
 }
@@ -570,7 +605,17 @@ fn ctrl_c_stops_a_binary_that_ignores_sigint() {
         } else {
             ROOT_D
         };
-        for to in [To::Group, To::Bash] {
+        // Not SIGINT to the group through sudo: only the image's bash can
+        // be old enough to leave the binary ignoring SIGINT, never the
+        // host's, which runs sudo. (And sudo with a pty, as from a
+        // terminal, may drop the wrapper's SIGTERM when it arrives together
+        // with the group's SIGINT: seen with sudo 1.9.13.)
+        let targets: &[To] = if bench.via_sudo {
+            &[To::Bash]
+        } else {
+            &[To::Group, To::Bash]
+        };
+        for &to in targets {
             interrupt(
                 &bench,
                 script,
