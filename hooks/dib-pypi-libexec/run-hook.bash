@@ -34,7 +34,9 @@
 #   SIGINT and SIGQUIT ignored, and before bash 4.3 `trap -` in the subshell
 #   cannot undo that (an image may still have such a bash). Where it can,
 #   the subshell resets them, so that Ctrl-C reaches the binary directly,
-#   as it would a foreground command.
+#   as it would a foreground command. (sudo running the binary on a pty
+#   may drop our SIGTERM when it comes together with the group's signal;
+#   it relays that one, which is enough: the host's bash is >= 4.3.)
 # - While it cleans up, the trap ignores further signals so that a second
 #   Ctrl-C cannot cut the removal short; the binary keeps its own default
 #   handling of them.
