@@ -124,7 +124,7 @@ impl Bench {
     }
 
     fn inside() -> Bench {
-        let image = Image::new(false);
+        let image = Image::new();
         fake_element(&image.path("/tmp/in_target.d"));
         fs::create_dir(image.path("/root/fake")).unwrap();
         let dir = tempfile::Builder::new()
