@@ -4,10 +4,10 @@ use std::os::unix::fs::{chown, symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dib_pypi_core::layout::with_suffix;
 use dib_pypi_core::mount::{mount_mirror, MountOutcome};
 use dib_pypi_core::mounter::SystemMounter;
 use dib_pypi_core::restore::restore;
-use dib_pypi_core::rootfs::with_suffix;
 use dib_pypi_tests::{
     assert_tree_eq, mounts_under, record_figures, require_root, snapshot, Image, MiniImage, Row,
 };

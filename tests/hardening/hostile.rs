@@ -6,9 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use dib_pypi_core::configure::configure;
+use dib_pypi_core::layout::with_suffix;
 use dib_pypi_core::render::PIP_SECTIONS;
 use dib_pypi_core::restore::restore;
-use dib_pypi_core::rootfs::with_suffix;
 use dib_pypi_core::settings::Settings;
 use dib_pypi_tests::{
     assert_tree_eq, hook_binary, record_figures, require_root, FakeMounter, MiniImage, Row,

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::{chown, symlink};
 use std::path::{Path, PathBuf};
 
-use dib_pypi_core::rootfs::with_suffix;
+use dib_pypi_core::layout::with_suffix;
 use dib_pypi_core::settings::Settings;
 use dib_pypi_tests::{MiniImage, Section, Snap};
 

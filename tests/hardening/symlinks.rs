@@ -4,10 +4,10 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use dib_pypi_core::configure::configure;
+use dib_pypi_core::layout::with_suffix;
 use dib_pypi_core::mount::{mount_mirror, MountOutcome};
 use dib_pypi_core::mounter::SystemMounter;
 use dib_pypi_core::restore::restore;
-use dib_pypi_core::rootfs::with_suffix;
 use dib_pypi_tests::{
     assert_tree_eq, mounts_under, record_figures, require_root, snapshot, MiniImage, Row,
 };

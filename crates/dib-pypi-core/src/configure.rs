@@ -17,12 +17,12 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::layout::{
-    dir_mode, user_config_files, Tool, BACKUP_SUFFIX, CONFIG_JOURNAL, CONFIG_MODE,
+    dir_mode, user_config_files, with_suffix, Tool, BACKUP_SUFFIX, CONFIG_JOURNAL, CONFIG_MODE,
     PIP_GLOBAL_CONFIG, SECRET_MODE, TEMP_SUFFIX, UV_SYSTEM_CONFIGS,
 };
 use crate::mounter::Mounter;
 use crate::render::{pip_conf, uv_toml};
-use crate::rootfs::{with_suffix, BrokenLink, DirState, Kind, Root};
+use crate::rootfs::{BrokenLink, DirState, Kind, Root};
 use crate::settings::Settings;
 use crate::txn::Txn;
 

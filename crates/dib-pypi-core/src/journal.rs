@@ -16,7 +16,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::rootfs::{is_clean_absolute, Root};
+use crate::layout::is_clean_absolute;
+use crate::rootfs::Root;
 
 /// First line of every journal. A journal lives for one build, so there
 /// is one format; a different header is not ours.

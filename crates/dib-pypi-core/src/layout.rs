@@ -4,7 +4,8 @@
 //! so the tests, the restore hook and the docs agree on one list.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 /// The element's state directory in the image while a build runs: the
 /// journals. At the top of the image so that its parent always exists
@@ -55,7 +56,7 @@ pub const DEFAULT_HOME: &str = "/root";
 pub fn home_dir(home_var: Option<&OsStr>) -> PathBuf {
     home_var
         .map(PathBuf::from)
-        .filter(|p| crate::rootfs::is_clean_absolute(p))
+        .filter(|p| is_clean_absolute(p))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
 }
 
@@ -68,6 +69,23 @@ pub fn dir_mode(dir: &Path, home: &Path) -> u32 {
     } else {
         DIR_MODE
     }
+}
+
+/// `path` with `suffix` appended to its file name (`pip.conf` ->
+/// `pip.conf.dib-pypi-orig`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or(OsStr::new("")).to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Whether `path` is absolute and made only of normal components.
+pub fn is_clean_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && !path.as_os_str().as_bytes().contains(&0)
 }
 
 /// Which tool a config file is for.

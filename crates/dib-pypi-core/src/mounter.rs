@@ -29,8 +29,8 @@ pub trait Mounter {
     fn bind(&self, source: &Path, target: &Path) -> io::Result<()>;
     /// Make the bind mount at `target` read-only, and verify it is.
     fn remount_read_only(&self, target: &Path) -> io::Result<()>;
-    /// Move the mount at `from` to `to`.
-    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Move the mount at `from` to `to` (mount(2) with MS_MOVE).
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Unmount `target` (not following a symlink at it).
     fn unmount(&self, target: &Path) -> io::Result<()>;
     /// The mount points currently in this process's mount namespace.
@@ -103,7 +103,7 @@ impl Mounter for SystemMounter {
         }
     }
 
-    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
         Mount::builder()
             .fstype("none")
             .flags(MountFlags::MOVE)

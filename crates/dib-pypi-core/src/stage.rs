@@ -146,7 +146,7 @@ impl Stage {
         let to = root.open_dir_nofollow(inner)?;
         root.step("move mount", &root.host_path(inner))?;
         mounter
-            .move_mount(&magic_path(&from), &magic_path(&to))
+            .mount_move(&magic_path(&from), &magic_path(&to))
             .map_err(|e| Error::io("move the read-only mirror to", root.host_path(inner), e))
     }
 

@@ -36,7 +36,7 @@ impl Mounter for NoMounts {
     fn remount_read_only(&self, _: &Path) -> io::Result<()> {
         no_mounts()
     }
-    fn move_mount(&self, _: &Path, _: &Path) -> io::Result<()> {
+    fn mount_move(&self, _: &Path, _: &Path) -> io::Result<()> {
         no_mounts()
     }
     fn unmount(&self, _: &Path) -> io::Result<()> {
@@ -195,7 +195,7 @@ impl Mounter for FakeMounter {
         Ok(())
     }
 
-    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (from, to) = (resolve_magic(from), resolve_magic(to));
         let call = MountCall::Move {
             from: from.clone(),

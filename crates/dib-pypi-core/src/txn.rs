@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::journal::{Journal, Op};
-use crate::layout::{BACKUP_SUFFIX, TEMP_SUFFIX};
+use crate::layout::{with_suffix, BACKUP_SUFFIX, TEMP_SUFFIX};
 use crate::mounter::Mounter;
-use crate::rootfs::{with_suffix, Root};
+use crate::rootfs::Root;
 
 /// A sequence of journaled changes to one image.
 #[derive(Debug)]

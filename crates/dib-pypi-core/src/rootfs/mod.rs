@@ -12,11 +12,9 @@
 
 pub mod resolve;
 
-use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -577,23 +575,6 @@ fn entry_of(st: &nix::sys::stat::FileStat) -> Entry {
 /// `inner` without its leading `/`, for `*at` calls relative to the root.
 pub fn relative(inner: &Path) -> &Path {
     inner.strip_prefix("/").unwrap_or(inner)
-}
-
-/// `path` with `suffix` appended to its file name (`pip.conf` ->
-/// `pip.conf.dib-pypi-orig`).
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or(OsStr::new("")).to_os_string();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-/// Whether `path` is absolute and made only of normal components.
-pub fn is_clean_absolute(path: &Path) -> bool {
-    path.is_absolute()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-        && !path.as_os_str().as_bytes().contains(&0)
 }
 
 #[cfg(test)]

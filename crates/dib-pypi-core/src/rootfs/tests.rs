@@ -1,6 +1,7 @@
 //! Unit tests of the in-root file operations (no root needed).
 
 use super::*;
+use crate::layout::{is_clean_absolute, with_suffix};
 use std::os::unix::fs::{symlink, PermissionsExt};
 
 fn tree() -> (tempfile::TempDir, tempfile::TempDir, Root) {
