@@ -20,6 +20,7 @@ mod fsutil;
 pub mod html;
 pub mod metadata;
 pub mod name;
+pub mod serve;
 pub mod state;
 pub mod synth;
 pub mod testkit;

@@ -48,6 +48,33 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Serve the mirror over HTTP as a pull-through cache of upstream
+    /// indexes: what clients fetch is published into the mirror.
+    Serve {
+        /// Upstream simple index, repeatable; the first that has a project
+        /// wins [default: https://pypi.org/simple/].
+        #[arg(long = "upstream", value_name = "URL")]
+        upstreams: Vec<String>,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, value_name = "ADDR", default_value = pypi_mirror::serve::DEFAULT_LISTEN)]
+        listen: String,
+        /// Mirror directory (default as for `build`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Never ask upstream: serve what the mirror has.
+        #[arg(long)]
+        offline: bool,
+        /// Seconds an upstream project page is used before it is fetched
+        /// again.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        ttl: u64,
+        /// Write the port, once listening, to this file (removed on exit).
+        #[arg(long, value_name = "FILE")]
+        port_file: Option<PathBuf>,
+        /// Concurrent upstream requests at most.
+        #[arg(long, value_name = "N", default_value_t = 16)]
+        max_upstream: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +123,33 @@ fn main() -> ExitCode {
                 jobs,
             };
             (out, pypi_mirror::build(&opts))
+        }
+        Command::Serve {
+            upstreams,
+            listen,
+            out,
+            offline,
+            ttl,
+            port_file,
+            max_upstream,
+        } => {
+            let Some(out) = out.or_else(pypi_mirror::default_out) else {
+                return no_out();
+            };
+            let mut opts = pypi_mirror::serve::ServeOptions::new(out);
+            opts.upstreams = upstreams;
+            opts.listen = listen;
+            opts.offline = offline;
+            opts.ttl = std::time::Duration::from_secs(ttl);
+            opts.port_file = port_file;
+            opts.max_upstream = max_upstream;
+            return match pypi_mirror::serve::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::from(2)
+                }
+            };
         }
         Command::Add { files, out } => {
             let Some(out) = out.or_else(pypi_mirror::default_out) else {

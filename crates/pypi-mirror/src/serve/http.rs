@@ -1,0 +1,279 @@
+//! The request handler: routes a validated path to a page, a file or a
+//! `.metadata` file, from memory, the tree or upstream.
+
+use std::convert::Infallible;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::download::{Downloads, Wanted};
+use super::index::CoreMetadata;
+use super::pages::Pages;
+use super::route::{self, Format, Route};
+use super::upstream::{self, Client};
+
+/// Response body type: in memory or streamed.
+pub type Body = UnsyncBoxBody<Bytes, io::Error>;
+
+/// Files up to this size are read in one go; larger ones are streamed.
+const SLURP: u64 = 1 << 20;
+
+/// Largest `.metadata` accepted from upstream.
+const MAX_METADATA: usize = 16 << 20;
+
+/// Everything a request needs.
+#[derive(Debug)]
+pub struct App {
+    /// The mirror tree.
+    pub out: PathBuf,
+    /// Pages.
+    pub pages: Arc<Pages>,
+    /// Upstream client and transfers; `None` with `--offline`.
+    pub online: Option<(Client, Arc<Downloads>)>,
+    /// The cap on concurrent upstream requests.
+    pub limit: Arc<tokio::sync::Semaphore>,
+}
+
+fn full(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    full(status, "text/plain; charset=utf-8", format!("{msg}\n"))
+}
+
+/// Serve one request; never fails (errors are answers).
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let resp = answer(&app, &req).await;
+    log::debug!(
+        "{} {:?} {} {:.1?}",
+        req.method(),
+        req.uri().path(),
+        resp.status().as_u16(),
+        start.elapsed()
+    );
+    Ok(resp)
+}
+
+async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    match route::route(req.uri().path()) {
+        Route::Root => match route::negotiate(accept) {
+            None => not_acceptable(),
+            Some(format) => {
+                let names = app.pages.root_projects();
+                let body = match format {
+                    Format::Json => Bytes::from(super::index::render_root_json(&names)),
+                    Format::Html { .. } => Bytes::from(super::index::render_root_html(&names)),
+                };
+                page_response(format, body)
+            }
+        },
+        Route::Project(project) => match route::negotiate(accept) {
+            None => not_acceptable(),
+            Some(format) => {
+                let page = app.pages.get(&project).await;
+                if !page.exists {
+                    return text(StatusCode::NOT_FOUND, "no such project");
+                }
+                let body = match format {
+                    Format::Json => page.json.clone(),
+                    Format::Html { .. } => page.html.clone(),
+                };
+                page_response(format, body)
+            }
+        },
+        Route::File { project, filename } => file(app, &project, &filename).await,
+        Route::Metadata { project, filename } => metadata(app, &project, &filename).await,
+        Route::Redirect(to) => {
+            let mut r = text(StatusCode::MOVED_PERMANENTLY, "moved");
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Route::NotFound => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn not_acceptable() -> Response<Body> {
+    text(
+        StatusCode::NOT_ACCEPTABLE,
+        "acceptable: text/html, application/vnd.pypi.simple.v1+html, application/vnd.pypi.simple.v1+json",
+    )
+}
+
+fn page_response(format: Format, body: Bytes) -> Response<Body> {
+    let mut r = full(StatusCode::OK, format.content_type(), body);
+    // The same URL answers HTML or JSON: caches must key on Accept.
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    r
+}
+
+/// A file of the tree, if it is there: read whole when small, else
+/// streamed. `None` when it is not a regular file of the tree.
+async fn from_tree(path: PathBuf) -> Option<Response<Body>> {
+    let file = tokio::fs::File::open(&path).await.ok()?;
+    let md = file.metadata().await.ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    let len = md.len();
+    let mut resp = if len <= SLURP {
+        let mut buf = Vec::with_capacity(len as usize);
+        let mut file = file;
+        tokio::io::AsyncReadExt::read_to_end(&mut file, &mut buf)
+            .await
+            .ok()?;
+        full(StatusCode::OK, "application/octet-stream", buf)
+    } else {
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+        let body = StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync();
+        let mut r = Response::new(body);
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        r
+    };
+    // A distribution file never changes under its name.
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000, immutable"),
+    );
+    Some(resp)
+}
+
+async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
+    if let Some(r) = from_tree(app.out.join(project).join(filename)).await {
+        return r;
+    }
+    let Some((_, downloads)) = &app.online else {
+        return text(StatusCode::NOT_FOUND, "not in the mirror (offline)");
+    };
+    let page = app.pages.get(project).await;
+    let Some(entry) = page.files.get(filename) else {
+        return text(StatusCode::NOT_FOUND, "no such file");
+    };
+    let Some(url) = entry.url.clone() else {
+        // Listed by the tree's page but gone from the tree.
+        return text(StatusCode::NOT_FOUND, "no such file");
+    };
+    let want = Wanted {
+        project: project.to_owned(),
+        filename: filename.to_owned(),
+        url,
+        sha256: entry.sha256.clone(),
+    };
+    let (download, reader) = match downloads.join(&want) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("{project}/{filename}: cannot start the transfer: {e}");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot start the transfer",
+            );
+        }
+    };
+    let total = match download.started().await {
+        Ok(t) => t,
+        Err(e) => return text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")),
+    };
+    let body = StreamBody::new(download.body(reader).map_ok(Frame::data)).boxed_unsync();
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(n) = total {
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    r
+}
+
+async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
+    let path = app.out.join(project).join(format!("{filename}.metadata"));
+    if let Some(r) = from_tree(path).await {
+        return r;
+    }
+    let Some((client, _)) = &app.online else {
+        return text(StatusCode::NOT_FOUND, "not in the mirror (offline)");
+    };
+    let page = app.pages.get(project).await;
+    let Some(entry) = page.files.get(filename) else {
+        return text(StatusCode::NOT_FOUND, "no such file");
+    };
+    let (Some(url), CoreMetadata::Yes(sha)) = (&entry.url, &entry.metadata) else {
+        return text(StatusCode::NOT_FOUND, "no metadata file");
+    };
+    // PEP 658: the metadata file is at the file's URL plus ".metadata".
+    let mut url = url.clone();
+    url.set_path(&format!("{}.metadata", url.path()));
+    let fetched = async {
+        let _permit = app
+            .limit
+            .acquire()
+            .await
+            .map_err(|_| "shutting down".to_owned())?;
+        let resp = client
+            .get(&url)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| upstream::describe(&e))?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        upstream::read_capped(resp, MAX_METADATA).await
+    }
+    .await;
+    match fetched {
+        Ok(body) => {
+            if let Some(sha) = sha {
+                if crate::build::sha256_hex(&body) != *sha {
+                    log::warn!("{project}/{filename}.metadata: sha256 mismatch with the page");
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream metadata does not match its hash",
+                    );
+                }
+            }
+            full(StatusCode::OK, "application/octet-stream", body)
+        }
+        Err(e) => {
+            log::warn!("{project}/{filename}.metadata: {e}");
+            text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}"))
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The project-page model of `serve`: read from upstream PEP 503 HTML or
+//! PEP 691 JSON and from the tree's own pages, merged, and rendered in both
+//! formats with links that point back at the server.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+use url::Url;
+
+use crate::html::{escape, percent_encode};
+use crate::name::ArchiveKind;
+
+/// Longest file name accepted, from upstream or in a request: what a Linux
+/// file system takes, so every accepted name can be a file in the tree.
+pub const MAX_FILENAME: usize = 255;
+
+/// Whether `<file>.metadata` exists, and its hash if the page gave one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreMetadata {
+    /// Not announced: clients download the file to read its metadata.
+    No,
+    /// Announced (PEP 658/714), with its sha256 when known.
+    Yes(Option<String>),
+}
+
+/// One distribution file of a project page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// The file name: the last segment of the link on our page.
+    pub filename: String,
+    /// Where upstream has it (`None` for a file only the tree has).
+    pub url: Option<Url>,
+    /// Lower-case hex sha256, if the page gave one.
+    pub sha256: Option<String>,
+    /// `Requires-Python`, unescaped.
+    pub requires_python: Option<String>,
+    /// PEP 658/714 metadata file.
+    pub metadata: CoreMetadata,
+    /// PEP 592: `Some(reason)` (maybe empty) when yanked.
+    pub yanked: Option<String>,
+    /// The file is in the mirror tree.
+    pub in_tree: bool,
+}
+
+/// Whether `name` may be a distribution file name on our pages and in the
+/// tree: a wheel or sdist name, one path segment, not hidden, not too long.
+pub fn acceptable_filename(name: &str) -> bool {
+    name.len() <= MAX_FILENAME
+        && !name.starts_with('.')
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b'\\' || b.is_ascii_control())
+        && ArchiveKind::from_filename(name).is_some()
+        && crate::name::split_filename(name).is_some()
+}
+
+/// A sha256 hex string as found in a page, lower-cased, if it is one.
+fn sha256_of(s: &str) -> Option<String> {
+    (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_ascii_lowercase())
+}
+
+/// The `sha256=` part of a URL fragment or a `data-core-metadata` value
+/// (`sha256=<hex>`; other algorithms do not count).
+fn sha256_from_pair(s: &str) -> Option<String> {
+    s.split('&')
+        .find_map(|kv| kv.strip_prefix("sha256="))
+        .and_then(sha256_of)
+}
+
+/// Split a resolved link into the entry's file name and its URL without
+/// fragment; `None` if the name is not one we serve.
+fn file_of(mut url: Url) -> Option<(String, Url, Option<String>)> {
+    let sha = url.fragment().and_then(sha256_from_pair);
+    url.set_fragment(None);
+    let last = url.path_segments()?.next_back()?.to_owned();
+    let name = percent_encoding::percent_decode_str(&last)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    acceptable_filename(&name).then_some((name, url, sha))
+}
+
+/// Parse a PEP 503 HTML project page found at `base`.
+pub fn parse_html(body: &[u8], base: &Url) -> Vec<FileEntry> {
+    let mut base = base.clone();
+    let mut files = Vec::new();
+    for token in html5gum::Tokenizer::new(body) {
+        let Ok(html5gum::Token::StartTag(tag)) = token else {
+            continue;
+        };
+        let attr = |k: &str| {
+            tag.attributes
+                .get(k.as_bytes())
+                .map(|v| String::from_utf8_lossy(&v.value).into_owned())
+        };
+        if tag.name == b"base" {
+            if let Some(href) = attr("href").and_then(|h| base.join(&h).ok()) {
+                base = href;
+            }
+            continue;
+        }
+        if tag.name != b"a" {
+            continue;
+        }
+        let Some(href) = attr("href") else { continue };
+        let Some((filename, url, sha256)) = base.join(href.trim()).ok().and_then(file_of) else {
+            log::debug!("ignoring link {href:?}: not a wheel or sdist");
+            continue;
+        };
+        // PEP 714: the new name wins over the old one when both are given.
+        let metadata = match attr("data-core-metadata").or_else(|| attr("data-dist-info-metadata"))
+        {
+            None => CoreMetadata::No,
+            Some(v) if v == "false" => CoreMetadata::No,
+            Some(v) => CoreMetadata::Yes(sha256_from_pair(&v)),
+        };
+        files.push(FileEntry {
+            filename,
+            url: Some(url),
+            sha256,
+            requires_python: attr("data-requires-python").filter(|s| !s.is_empty()),
+            metadata,
+            yanked: attr("data-yanked"),
+            in_tree: false,
+        });
+    }
+    files
+}
+
+/// Parse a PEP 691 JSON project page found at `base`.
+pub fn parse_json(body: &[u8], base: &Url) -> Result<Vec<FileEntry>, String> {
+    let page: Value = serde_json::from_slice(body).map_err(|e| format!("bad JSON page: {e}"))?;
+    let Some(list) = page.get("files").and_then(Value::as_array) else {
+        return Err("JSON page without \"files\"".to_owned());
+    };
+    let mut files = Vec::with_capacity(list.len());
+    for f in list {
+        let (Some(name), Some(href)) = (
+            f.get("filename").and_then(Value::as_str),
+            f.get("url").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let Some(mut url) = base.join(href).ok() else {
+            continue;
+        };
+        url.set_fragment(None);
+        if !acceptable_filename(name) {
+            log::debug!("ignoring file {name:?}: not a wheel or sdist");
+            continue;
+        }
+        let metadata = match f
+            .get("core-metadata")
+            .or_else(|| f.get("dist-info-metadata"))
+        {
+            None | Some(Value::Bool(false)) | Some(Value::Null) => CoreMetadata::No,
+            Some(Value::Object(h)) => {
+                CoreMetadata::Yes(h.get("sha256").and_then(Value::as_str).and_then(sha256_of))
+            }
+            Some(_) => CoreMetadata::Yes(None),
+        };
+        let yanked = match f.get("yanked") {
+            Some(Value::Bool(true)) => Some(String::new()),
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        files.push(FileEntry {
+            filename: name.to_owned(),
+            url: Some(url),
+            sha256: f
+                .pointer("/hashes/sha256")
+                .and_then(Value::as_str)
+                .and_then(sha256_of),
+            requires_python: f
+                .get("requires-python")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            metadata,
+            yanked,
+            in_tree: false,
+        });
+    }
+    Ok(files)
+}
+
+/// Project names linked from a root page (ours: `<a href="name/">`).
+pub fn parse_root(body: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    for token in html5gum::Tokenizer::new(body) {
+        let Ok(html5gum::Token::StartTag(tag)) = token else {
+            continue;
+        };
+        if tag.name != b"a" {
+            continue;
+        }
+        if let Some(href) = tag.attributes.get(b"href".as_slice()) {
+            let href = String::from_utf8_lossy(&href.value);
+            let name = href.trim_end_matches('/');
+            if crate::name::is_valid(name) {
+                names.push(crate::name::normalize(name));
+            }
+        }
+    }
+    names
+}
+
+/// Merge upstream's files with the tree's: the tree's copy of a name wins
+/// (it is what the server hands out), keeping upstream's URL and yanked
+/// mark only when both have the same bytes. Sorted by file name.
+pub fn merge(upstream: &[FileEntry], tree: &[FileEntry]) -> Vec<FileEntry> {
+    let mut all: BTreeMap<&str, FileEntry> = upstream
+        .iter()
+        .map(|f| (f.filename.as_str(), f.clone()))
+        .collect();
+    for t in tree {
+        let mut entry = t.clone();
+        entry.in_tree = true;
+        if let Some(u) = all.get(t.filename.as_str()) {
+            if u.sha256.is_some() && u.sha256 == t.sha256 {
+                entry.url.clone_from(&u.url);
+                entry.yanked.clone_from(&u.yanked);
+            }
+        }
+        all.insert(&t.filename, entry);
+    }
+    all.into_values().collect()
+}
+
+/// Render the project page as PEP 503 HTML; links are relative, so they
+/// resolve to `/simple/<project>/<file>` on this server.
+pub fn render_html(project: &str, files: &[FileEntry]) -> String {
+    let title = escape(project);
+    let mut out = String::with_capacity(256 + files.len() * 320);
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.0\">\n    <title>Links for {title}</title>\n  </head>\n  <body>\n    <h1>Links for {title}</h1>\n"
+    );
+    for f in files {
+        let _ = write!(
+            out,
+            "    <a href=\"{}",
+            escape(&percent_encode(&f.filename))
+        );
+        if let Some(sha) = &f.sha256 {
+            let _ = write!(out, "#sha256={sha}");
+        }
+        out.push('"');
+        if let Some(rp) = &f.requires_python {
+            let _ = write!(out, " data-requires-python=\"{}\"", escape(rp));
+        }
+        match &f.metadata {
+            CoreMetadata::No => {}
+            // Both spellings: pip < 23.3 and older uv know only PEP 658's.
+            CoreMetadata::Yes(Some(sha)) => {
+                let _ = write!(
+                    out,
+                    " data-core-metadata=\"sha256={sha}\" data-dist-info-metadata=\"sha256={sha}\""
+                );
+            }
+            CoreMetadata::Yes(None) => {
+                out.push_str(" data-core-metadata=\"true\" data-dist-info-metadata=\"true\"");
+            }
+        }
+        if let Some(reason) = &f.yanked {
+            let _ = write!(out, " data-yanked=\"{}\"", escape(reason));
+        }
+        let _ = writeln!(out, ">{}</a><br>", escape(&f.filename));
+    }
+    out.push_str("  </body>\n</html>\n");
+    out
+}
+
+/// Render the project page as PEP 691 JSON (API version 1.0: sizes are
+/// not known for files that only an HTML upstream lists).
+pub fn render_json(project: &str, files: &[FileEntry]) -> Vec<u8> {
+    let files: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            let mut o = serde_json::Map::new();
+            o.insert("filename".into(), json!(f.filename));
+            o.insert("url".into(), json!(percent_encode(&f.filename)));
+            let hashes = match &f.sha256 {
+                Some(sha) => json!({ "sha256": sha }),
+                None => json!({}),
+            };
+            o.insert("hashes".into(), hashes);
+            if let Some(rp) = &f.requires_python {
+                o.insert("requires-python".into(), json!(rp));
+            }
+            let md = match &f.metadata {
+                CoreMetadata::No => json!(false),
+                CoreMetadata::Yes(Some(sha)) => json!({ "sha256": sha }),
+                CoreMetadata::Yes(None) => json!(true),
+            };
+            o.insert("core-metadata".into(), md.clone());
+            o.insert("dist-info-metadata".into(), md);
+            let yanked = match f.yanked.as_deref() {
+                None => json!(false),
+                Some("") => json!(true),
+                Some(reason) => json!(reason),
+            };
+            o.insert("yanked".into(), yanked);
+            Value::Object(o)
+        })
+        .collect();
+    let page = json!({ "meta": { "api-version": "1.0" }, "name": project, "files": files });
+    serde_json::to_vec(&page).unwrap_or_default()
+}
+
+/// The root page in HTML.
+pub fn render_root_html(projects: &[String]) -> String {
+    crate::html::root_page(projects.iter().map(String::as_str))
+}
+
+/// The root page in PEP 691 JSON.
+pub fn render_root_json(projects: &[String]) -> Vec<u8> {
+    let list: Vec<Value> = projects.iter().map(|p| json!({ "name": p })).collect();
+    serde_json::to_vec(&json!({ "meta": { "api-version": "1.0" }, "projects": list }))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "ab00000000000000000000000000000000000000000000000000000000000000";
+
+    fn base() -> Url {
+        Url::parse("https://up.example/simple/foo/").unwrap()
+    }
+
+    #[test]
+    fn reads_pep_503_links_with_every_attribute() {
+        let html = format!(
+            "<a href=\"../../packages/foo-1.0-py3-none-any.whl#sha256={}\" data-requires-python=\"&gt;=3.8\" \
+             data-dist-info-metadata=\"sha256={SHA}\" data-yanked=\"broken\">x</a>\
+             <a href=\"https://files.example/foo-1.0.tar.gz#md5=00\">y</a>\
+             <a href=\"foo-1.0.egg\">egg</a><a href=\"../evil/..%2F.hidden-1.0.tar.gz\">z</a>",
+            SHA.to_uppercase()
+        );
+        let files = parse_html(html.as_bytes(), &base());
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(files[0].filename, "foo-1.0-py3-none-any.whl");
+        assert_eq!(
+            files[0].url.as_ref().unwrap().as_str(),
+            "https://up.example/packages/foo-1.0-py3-none-any.whl"
+        );
+        assert_eq!(files[0].sha256.as_deref(), Some(SHA));
+        assert_eq!(files[0].requires_python.as_deref(), Some(">=3.8"));
+        assert_eq!(files[0].metadata, CoreMetadata::Yes(Some(SHA.to_owned())));
+        assert_eq!(files[0].yanked.as_deref(), Some("broken"));
+        assert_eq!(files[1].sha256, None);
+        assert_eq!(files[1].metadata, CoreMetadata::No);
+    }
+
+    #[test]
+    fn reads_pep_691_json() {
+        let body = json!({"meta": {"api-version": "1.1"}, "name": "foo", "files": [
+            {"filename": "foo-1.0-py3-none-any.whl", "url": "https://f.example/a/foo-1.0-py3-none-any.whl",
+             "hashes": {"sha256": SHA}, "requires-python": ">=3.8", "core-metadata": {"sha256": SHA},
+             "yanked": "reason"},
+            {"filename": "foo-0.9.tar.gz", "url": "foo-0.9.tar.gz", "hashes": {}, "yanked": true},
+            {"filename": "../foo-1.0.tar.gz", "url": "x", "hashes": {}}
+        ]});
+        let files = parse_json(&serde_json::to_vec(&body).unwrap(), &base()).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].metadata, CoreMetadata::Yes(Some(SHA.to_owned())));
+        assert_eq!(files[0].yanked.as_deref(), Some("reason"));
+        assert_eq!(
+            files[1].url.as_ref().unwrap().as_str(),
+            "https://up.example/simple/foo/foo-0.9.tar.gz"
+        );
+        assert_eq!(files[1].yanked.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn tree_wins_a_name_and_renders_round_trip() {
+        let up = parse_html(
+            format!("<a href=\"/p/foo-1.0.tar.gz#sha256={SHA}\" data-yanked=\"\">a</a>").as_bytes(),
+            &base(),
+        );
+        let mut tree = up.clone();
+        tree[0].url = None;
+        tree[0].yanked = None;
+        let merged = merge(&up, &tree);
+        assert!(merged[0].in_tree);
+        assert_eq!(merged[0].yanked.as_deref(), Some(""));
+        let html = render_html("foo", &merged);
+        assert!(
+            html.contains(&format!(
+                "<a href=\"foo-1.0.tar.gz#sha256={SHA}\" data-yanked=\"\">"
+            )),
+            "{html}"
+        );
+        let again = parse_html(html.as_bytes(), &base());
+        assert_eq!(again[0].sha256, merged[0].sha256);
+        let json: Value = serde_json::from_slice(&render_json("foo", &merged)).unwrap();
+        assert_eq!(json["files"][0]["yanked"], json!(true));
+        assert_eq!(json["files"][0]["core-metadata"], json!(false));
+    }
+
+    #[test]
+    fn refuses_hostile_file_names() {
+        for bad in [
+            "../x-1.0.tar.gz",
+            ".x-1.0.tar.gz",
+            "x-1.0.egg",
+            "a/b-1.0.tar.gz",
+            "x\0-1.0.tar.gz",
+            &format!("{}-1.0.tar.gz", "a".repeat(250)),
+        ] {
+            assert!(!acceptable_filename(bad), "{bad:?}");
+        }
+        assert!(acceptable_filename("x-1.0.tar.gz"));
+    }
+}
