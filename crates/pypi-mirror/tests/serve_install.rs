@@ -1,0 +1,167 @@
+//! Real pip and uv through `pypi-mirror serve`: first online (a static
+//! PEP 503 tree behind Python's http.server as upstream), then with the
+//! upstream gone, then from `file://` of the tree serve left behind.
+//!
+//! Needs python3 (with venv) and the package registry once, to create the
+//! cached tool venv under target/ (see `pypi_mirror::testkit`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod serve_common;
+
+use std::path::Path;
+use std::process::Output;
+
+use pypi_mirror::{synth, testkit};
+use serve_common::*;
+
+fn check(out: Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    format!("{stdout}\n{stderr}")
+}
+
+fn pip(tools: &testkit::Tools, index: &str, target: &Path) -> String {
+    let out = tools
+        .pip()
+        .args([
+            "install",
+            "-v",
+            "--no-cache-dir",
+            "--index-url",
+            index,
+            "--target",
+        ])
+        .arg(target)
+        .args(["synth-beta", "synth-gamma"])
+        .output()
+        .unwrap();
+    check(out, &format!("pip install from {index}"))
+}
+
+fn uv(tools: &testkit::Tools, index: &str, target: &Path) -> String {
+    let out = tools
+        .uv()
+        .args(["pip", "install", "--no-cache", "--python"])
+        .arg(&tools.python)
+        .args(["--index-url", index, "--target"])
+        .arg(target)
+        .args(["synth-beta", "synth-gamma"])
+        .output()
+        .unwrap();
+    check(out, &format!("uv pip install from {index}"))
+}
+
+/// The three packages import and say who they are; alpha is 1.0 (2.0
+/// needs Python >= 4 and must have been skipped through requires-python).
+fn assert_installed(tools: &testkit::Tools, target: &Path) {
+    let out = testkit::isolated(&tools.python)
+        .env("PYTHONPATH", target)
+        .args([
+            "-c",
+            "import synth_alpha, synth_beta, synth_gamma\n\
+             for m in (synth_alpha, synth_beta, synth_gamma): print(m.hello())",
+        ])
+        .output()
+        .unwrap();
+    let text = check(out, "import");
+    for (name, version) in [
+        ("Synth.Alpha", "1.0"),
+        ("synth-beta", "1.0"),
+        ("synth_gamma", "1.0"),
+    ] {
+        let line = synth::expected_output(name, version);
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in {text}"
+        );
+    }
+    assert!(target.join("synth_alpha-1.0.dist-info").exists());
+}
+
+#[test]
+fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
+    let tools = testkit::tools_venv().unwrap();
+    let t = trees();
+    let root = t.tmp.path().to_owned();
+    let upstream = testkit::HttpServer::start(&t.up, &tools.python).unwrap();
+    // TTL 0: every page request asks upstream, so step 2 meets its absence.
+    let serve = Serve::start(&t.out, &["--upstream", &upstream.url(), "--ttl", "0"]);
+
+    // 1. Online: pip fetches pages, .metadata and files through serve.
+    let log = pip(&tools, &serve.url(), &root.join("pip-online"));
+    assert_installed(&tools, &root.join("pip-online"));
+    let md = format!("{}synth-beta/{BETA_WHEEL}.metadata", serve.url());
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Obtaining dependency information") && l.contains(&md)),
+        "pip did not resolve from serve's .metadata:\n{log}"
+    );
+    // What pip fetched is now in the tree, published page after file.
+    for (project, file) in [
+        ("synth-alpha", ALPHA_WHEEL),
+        ("synth-beta", BETA_WHEEL),
+        ("synth-gamma", "synth_gamma-1.0.tar.gz"),
+    ] {
+        let published = t.out.join(project).join(file);
+        wait_for(20, &format!("{file} published"), || {
+            std::fs::read_to_string(t.out.join(project).join("index.html"))
+                .is_ok_and(|p| p.contains(file))
+        });
+        assert_eq!(
+            sha256_file(&published),
+            sha256_file(&t.up.join(project).join(file))
+        );
+    }
+    // Not fetched, not kept: alpha 2.0 (requires Python >= 4).
+    assert!(!t
+        .out
+        .join("synth-alpha/synth_alpha-2.0-py3-none-any.whl")
+        .exists());
+    let requests = upstream.requests();
+    assert!(
+        requests.contains(&format!("GET /synth-beta/{BETA_WHEEL} ")),
+        "{requests}"
+    );
+
+    // uv through serve: the pages say JSON, the files come from the tree.
+    uv(&tools, &serve.url(), &root.join("uv-online"));
+    assert_installed(&tools, &root.join("uv-online"));
+    let files_fetched =
+        |log: &str| log.matches(".whl HTTP").count() + log.matches(".tar.gz HTTP").count();
+    assert_eq!(
+        files_fetched(&upstream.requests()),
+        3,
+        "{}",
+        upstream.requests()
+    );
+
+    // 2. Upstream gone: the same serve answers from the tree alone.
+    drop(upstream);
+    pip(&tools, &serve.url(), &root.join("pip-no-upstream"));
+    assert_installed(&tools, &root.join("pip-no-upstream"));
+    uv(&tools, &serve.url(), &root.join("uv-no-upstream"));
+    assert_installed(&tools, &root.join("uv-no-upstream"));
+    let (status, err) = serve.stop();
+    assert!(status.success(), "{err}");
+    assert_eq!(err.matches(": warn: ").count(), 1, "{err}");
+
+    // 3. No server at all: the tree is a mirror for file:// as the element
+    // uses it.
+    let index = testkit::file_url(&t.out);
+    pip(&tools, &index, &root.join("pip-file"));
+    assert_installed(&tools, &root.join("pip-file"));
+    uv(&tools, &index, &root.join("uv-file"));
+    assert_installed(&tools, &root.join("uv-file"));
+
+    // And `build` finds the tree consistent: nothing to re-hash or rewrite.
+    let report = pypi_mirror::build(&pypi_mirror::BuildOptions::new(&t.out)).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!((report.files, report.hashed), (3, 0), "{report:?}");
+    assert!(report.pages_written.is_empty() && !report.root_written);
+}
