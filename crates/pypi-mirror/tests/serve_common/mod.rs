@@ -301,6 +301,38 @@ impl FakeUpstream {
 
     /// With `auth`, every request must carry `Authorization: <auth>`.
     pub fn start_auth(root: &Path, auth: Option<String>) -> Self {
+        Self::start_full(root, auth, None)
+    }
+
+    /// Over TLS with the PEM certificate chain and key given.
+    pub fn start_tls(root: &Path, cert: &Path, key: &Path) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls;
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Self::start_full(
+            root,
+            None,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
+    fn start_full(
+        root: &Path,
+        auth: Option<String>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -323,15 +355,27 @@ impl FakeUpstream {
                 };
                 let root = root.clone();
                 let st = st.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let root = root.clone();
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(answer(&root, &st, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => {
+                            http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await
+                        }
+                    };
                 });
             }
         });
@@ -420,13 +464,27 @@ async fn answer(
         .decode_utf8_lossy()
         .into_owned();
     let mut file = root.join(decoded.trim_start_matches('/'));
+    let mut ctype_json = false;
     if decoded.ends_with('/') {
-        file = file.join("index.html");
+        // A PEP 691 upstream: index.json for clients that ask for JSON.
+        let wants_json = req
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("json"));
+        if wants_json && file.join("index.json").exists() {
+            file = file.join("index.json");
+            ctype_json = true;
+        } else {
+            file = file.join("index.html");
+        }
     }
     let Ok(data) = tokio::fs::read(&file).await else {
         return respond(404, "text/plain", full(b"not found".to_vec()));
     };
-    let ctype = if file.extension().is_some_and(|e| e == "html") {
+    let ctype = if ctype_json {
+        "application/vnd.pypi.simple.v1+json"
+    } else if file.extension().is_some_and(|e| e == "html") {
         "text/html"
     } else {
         "application/octet-stream"
