@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p pypi-mirror --bench serve` (options after `--`:
 //! `--runs N` cold installs per server (3), `--seconds N` per wrk run (3),
-//! `--rounds N` of the warm runs (3), `--projects N` (30), `--no-peers`).
+//! `--rounds N` of the warm runs (3), `--projects N` (30), `--no-peers`,
+//! `--keep`: keep the work directory).
 //! Needs `wrk` (Debian package) and python3; installs devpi-server,
 //! devpi-client, proxpi and gunicorn into a venv under target/ once.
 //! Prints a Markdown report; nothing here asserts on a timing.
@@ -29,6 +30,7 @@ struct Args {
     rounds: usize,
     projects: usize,
     peers: bool,
+    keep: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -38,6 +40,7 @@ fn parse_args() -> Res<Args> {
         rounds: 3,
         projects: 30,
         peers: true,
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -48,6 +51,7 @@ fn parse_args() -> Res<Args> {
             "--rounds" => a.rounds = num()?.max(1),
             "--projects" => a.projects = num()?.max(1),
             "--no-peers" => a.peers = false,
+            "--keep" => a.keep = true,
             // cargo passes --bench.
             _ => {}
         }
@@ -517,6 +521,10 @@ fn main() -> Res<()> {
     }
     let rss: Vec<u64> = last.iter().map(|s| s.proc.peak_rss_kib()).collect();
     print_report(&args, &projects, &cold, &last, &scenarios, &warm, &rss);
+    if args.keep {
+        drop(last);
+        eprintln!("kept {}", work.keep().display());
+    }
     Ok(())
 }
 

@@ -30,6 +30,16 @@ fn tmp_is_empty(t: &Trees) -> bool {
 
 const BETA: &str = "/simple/synth-beta/synth_beta-1.0-py3-none-any.whl";
 
+/// Wait until serve has published the beta wheel: its page lists it and
+/// the transfer's temporary files are gone.
+fn wait_published(t: &Trees) {
+    wait_for(20, "the wheel published", || {
+        fs::read_to_string(t.out.join("synth-beta/index.html"))
+            .is_ok_and(|p| p.contains(BETA_WHEEL))
+            && tmp_is_empty(t)
+    });
+}
+
 #[test]
 fn upstream_dying_mid_file_publishes_nothing_and_the_next_request_fetches_again() {
     let t = trees();
@@ -52,7 +62,7 @@ fn upstream_dying_mid_file_publishes_nothing_and_the_next_request_fetches_again(
         fs::read(t.up.join("synth-beta").join(BETA_WHEEL)).unwrap()
     );
     assert_eq!(up.hits(BETA_WHEEL), 2);
-    wait_for(10, "the wheel published", || published.exists());
+    wait_published(&t);
     assert_eq!(
         sha256_file(&published),
         sha256_file(&t.up.join("synth-beta").join(BETA_WHEEL))
@@ -106,8 +116,9 @@ fn a_client_hanging_up_mid_download_leaves_nothing_partial() {
         if published.exists() {
             assert_eq!(sha256_file(&published), want);
         }
-        published.exists() && tmp_is_empty(&t)
+        published.exists()
     });
+    wait_published(&t);
     assert_eq!(up.hits(BETA_WHEEL), 1);
 }
 
@@ -161,9 +172,7 @@ fn hostile_paths_read_and_write_nothing_outside_the_tree() {
     let serve = start(&t, &up);
     // Fill the tree a little, so there is something to escape from.
     assert_eq!(serve.get(BETA).status, 200);
-    wait_for(10, "publication", || {
-        t.out.join("synth-beta").join(BETA_WHEEL).exists()
-    });
+    wait_published(&t);
     let before = listing(t.tmp.path());
     let hits_before = up.all_paths().len();
     let long = format!("/simple/synth-beta/{}-1.0.tar.gz", "a".repeat(400));
@@ -223,9 +232,7 @@ fn an_unreachable_upstream_serves_the_tree_with_one_warning() {
     let mut up = FakeUpstream::start(&t.up);
     let serve = start(&t, &up);
     assert_eq!(serve.get(BETA).status, 200);
-    wait_for(10, "publication", || {
-        t.out.join("synth-beta").join(BETA_WHEEL).exists()
-    });
+    wait_published(&t);
     up.stop();
     // Past the page's TTL the upstream is asked again, and is gone.
     drop(serve);
@@ -250,9 +257,7 @@ fn offline_never_asks_upstream() {
     let up = FakeUpstream::start(&t.up);
     let serve = start(&t, &up);
     assert_eq!(serve.get(BETA).status, 200);
-    wait_for(10, "publication", || {
-        t.out.join("synth-beta").join(BETA_WHEEL).exists()
-    });
+    wait_published(&t);
     drop(serve);
     let before = up.all_paths().len();
     let hits = up.hits("/synth-beta/");
@@ -337,4 +342,62 @@ fn sigint_stops_an_idle_server_and_a_second_one_is_refused() {
     let (status, err) = serve.signal("INT");
     assert!(status.success(), "{err}");
     assert!(err.contains("SIGINT: stopping"), "{err}");
+}
+
+#[test]
+fn twenty_clients_read_a_big_file_while_it_arrives_at_full_speed() {
+    let t = trees();
+    // 8 MiB of noise under a wheel's name: every client must get it whole
+    // while it is being written (add refuses it afterwards: not a zip).
+    let dir = t.up.join("big");
+    fs::create_dir_all(&dir).unwrap();
+    let name = "big-1.0-py3-none-any.whl";
+    let data: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    fs::write(dir.join(name), &data).unwrap();
+    let sha = pypi_mirror::build::sha256_hex(&data);
+    fs::write(
+        dir.join("index.html"),
+        format!("<a href=\"{name}#sha256={sha}\">{name}</a>"),
+    )
+    .unwrap();
+    let up = FakeUpstream::start(&t.up);
+    let serve = start(&t, &up);
+    let port = serve.port;
+    let path = format!("/simple/big/{name}");
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || get(port, &path, &[]))
+        })
+        .collect();
+    for c in clients {
+        let r = c.join().unwrap();
+        assert_eq!((r.status, r.incomplete), (200, false));
+        assert!(r.body == data, "a client got other bytes");
+    }
+    assert_eq!(up.hits(name), 1);
+}
+
+#[test]
+fn fifty_small_files_in_a_row_arrive_whole() {
+    // A small file arrives in one chunk: the client is woken as soon as it
+    // is announced, so this catches a transfer that announces bytes before
+    // they are in the temporary file.
+    let t = trees();
+    let src = t.tmp.path().join("many");
+    fs::create_dir_all(&src).unwrap();
+    let files: Vec<_> = (0..50)
+        .map(|i| pypi_mirror::synth::write_wheel(&src, "many", &format!("1.{i}")).unwrap())
+        .collect();
+    pypi_mirror::add(&t.up, &files).unwrap();
+    let up = FakeUpstream::start(&t.up);
+    let serve = start(&t, &up);
+    for f in &files {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let r = serve.get(&format!("/simple/many/{name}"));
+        assert_eq!((r.status, r.incomplete), (200, false), "{name}");
+        assert!(r.body == fs::read(f).unwrap(), "{name}");
+    }
 }

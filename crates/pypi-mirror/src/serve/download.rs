@@ -215,9 +215,15 @@ impl Downloads {
                 return Err("upstream sent more than it announced".to_owned());
             }
             hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| format!("cannot write the temporary file: {e}"))?;
+            // tokio's File hands writes to a blocking thread and returns
+            // before they happen: flush, so the bytes are in the file
+            // before any reader is told they are.
+            async {
+                file.write_all(&chunk).await?;
+                file.flush().await
+            }
+            .await
+            .map_err(|e| format!("cannot write the temporary file: {e}"))?;
             tx.send_modify(|p| p.written = written);
         }
         file.flush()
@@ -298,7 +304,10 @@ impl Download {
                     // Sequential reads: the file position is always `sent`.
                     return match file.read_exact(&mut buf).await {
                         Ok(_) => Some((Ok(Bytes::from(buf)), Some((file, rx, sent + want as u64)))),
-                        Err(e) => Some((Err(e), None)),
+                        Err(e) => {
+                            log::warn!("reading a transfer in progress: {e}");
+                            Some((Err(e), None))
+                        }
                     };
                 }
                 if end.is_some() {

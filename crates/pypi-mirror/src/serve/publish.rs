@@ -1,10 +1,11 @@
 //! Publishing verified downloads into the tree through the library's own
 //! `add` (file first, then its project's page, then the state log), in
-//! batches: one `add` run for every file that finished meanwhile, so a
-//! cold `pip install` of thirty packages does not rewrite the state thirty
-//! times while holding the mirror's lock.
+//! batches: one `add` run for every file that finished within half a
+//! second, so a cold `pip install` of thirty packages does not rewrite the
+//! root page and the state thirty times while it runs.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,9 @@ pub fn serve_add_options(out: &Path, files: Vec<PathBuf>) -> AddOptions {
     // RECORDED FLAG: set it here, e.g. `opts.recorded = true;`.
     AddOptions::new(out, files)
 }
+
+/// How long the first verified download waits for others to publish with.
+const BATCH_DELAY: Duration = Duration::from_millis(500);
 
 struct Job {
     file: PathBuf,
@@ -49,6 +53,11 @@ impl Publisher {
                     () = stop.cancelled() => rx.try_recv().ok(),
                 };
                 let Some(first) = first else { break };
+                // Let the rest of an install's burst join: publishing costs
+                // fsyncs and a state update per run, and competes with the
+                // install for the disk. Until then the file is served from
+                // its temporary copy.
+                let _ = tokio::time::timeout(BATCH_DELAY, stop.cancelled()).await;
                 let mut batch = vec![first];
                 while let Ok(j) = rx.try_recv() {
                     batch.push(j);
