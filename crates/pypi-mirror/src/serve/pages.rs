@@ -21,6 +21,9 @@ use super::upstream::{Client, PageAnswer};
 /// a dead host must not cost every request a connect timeout.
 const RETRY_DOWN: Duration = Duration::from_secs(10);
 
+/// Pages kept in memory at most (a build asks for hundreds).
+const MAX_PAGES: usize = 20_000;
+
 /// What the upstreams said about a project, and when.
 #[derive(Debug)]
 pub struct Upstreamed {
@@ -130,6 +133,14 @@ impl Pages {
         };
         let page = Arc::new(self.render(project, up, tree));
         if let Ok(mut c) = self.cache.write() {
+            if c.len() >= MAX_PAGES {
+                // Requests for made-up names must not grow memory without
+                // bound: forget what nobody has, then, if need be, all.
+                c.retain(|_, p| p.exists);
+                if c.len() >= MAX_PAGES {
+                    c.clear();
+                }
+            }
             c.insert(project.to_owned(), page.clone());
         }
         page
