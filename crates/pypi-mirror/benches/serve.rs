@@ -1,10 +1,11 @@
 //! Benchmark: `pypi-mirror serve` against devpi-server and proxpi on one
 //! loopback upstream, side by side in one run: warm-cache pages and files
 //! (requests/s, p50/p99 at 1 and 64 clients, measured with wrk), cold
-//! `pip install` of 30 packages through each against direct, peak RSS.
+//! `pip install` of 30 packages through each against direct (paired runs),
+//! peak RSS.
 //!
 //! Run: `cargo bench -p pypi-mirror --bench serve` (options after `--`:
-//! `--runs N` cold installs per server (3), `--seconds N` per wrk run (3),
+//! `--runs N` cold installs per server (5), `--seconds N` per wrk run (3),
 //! `--rounds N` of the warm runs (3), `--projects N` (30), `--no-peers`,
 //! `--keep`: keep the work directory).
 //! Needs `wrk` (Debian package) and python3; installs devpi-server,
@@ -35,7 +36,7 @@ struct Args {
 
 fn parse_args() -> Res<Args> {
     let mut a = Args {
-        runs: 3,
+        runs: 5,
         seconds: 3,
         rounds: 3,
         projects: 30,
@@ -445,6 +446,9 @@ fn upstream_tree(work: &Path, projects: usize) -> Res<(PathBuf, Vec<String>)> {
     Ok((up, names))
 }
 
+/// A cold-install row: name, wall times, ratios to the paired direct runs.
+type Cold = (String, Vec<Duration>, Vec<f64>);
+
 fn main() -> Res<()> {
     let args = parse_args()?;
     let tools = testkit::tools_venv()?;
@@ -466,21 +470,29 @@ fn main() -> Res<()> {
     };
     eprintln!("upstream {up_url}: {} projects", projects.len());
 
-    // Cold installs, in turn: direct, then each server on a fresh cache.
+    // Cold installs: each server on a fresh cache, each run paired with a
+    // direct install just before it, so a burst of load from other jobs
+    // hits both sides of a ratio.
     let target = work.path().join("target");
-    let mut cold: Vec<(String, Vec<Duration>)> = vec![("direct from upstream".into(), vec![])];
-    cold.extend(kinds.iter().map(|k| (k.name().to_owned(), vec![])));
+    let mut cold: Vec<Cold> = vec![("direct from upstream".into(), vec![], vec![])];
+    cold.extend(kinds.iter().map(|k| (k.name().to_owned(), vec![], vec![])));
     let mut last: Vec<Server> = Vec::new();
     for run_no in 0..args.runs {
         last.clear();
-        let d = pip_install(&tools, &up_url, &target, &projects)?;
-        cold[0].1.push(d);
         for (i, kind) in kinds.iter().enumerate() {
             let dir = work.path().join(format!("server-{i}"));
             let server = start(*kind, &up_url, &dir, venv.as_deref())?;
+            let direct = pip_install(&tools, &up_url, &target, &projects)?;
             let d = pip_install(&tools, &server.index, &target, &projects)?;
-            eprintln!("cold run {run_no}: {}: {}", server.name, fmt_d(d));
+            eprintln!(
+                "cold run {run_no}: {}: {} (direct {})",
+                server.name,
+                fmt_d(d),
+                fmt_d(direct)
+            );
+            cold[0].1.push(direct);
             cold[i + 1].1.push(d);
+            cold[i + 1].2.push(d.as_secs_f64() / direct.as_secs_f64());
             last.push(server);
         }
     }
@@ -531,7 +543,7 @@ fn main() -> Res<()> {
 fn print_report(
     args: &Args,
     projects: &[String],
-    cold: &[(String, Vec<Duration>)],
+    cold: &[Cold],
     servers: &[Server],
     scenarios: &[(&str, usize)],
     warm: &[Vec<Vec<Wrk>>],
@@ -595,21 +607,19 @@ fn print_report(
         println!();
     }
     println!(
-        "| cold `pip install` ({} packages) | median | min | vs direct |",
+        "| cold `pip install` ({} packages) | median | min | vs the direct run just before (median of ratios) |",
         projects.len()
     );
     println!("| --- | --- | --- | --- |");
     let med = |v: &[Duration]| median_by(v, Duration::as_secs_f64);
-    let direct = med(&cold[0].1);
-    for (name, runs) in cold {
-        let m = med(runs);
+    for (name, runs, ratios) in cold {
+        let vs = if ratios.is_empty() {
+            String::new()
+        } else {
+            format!("{:+.1}%", (median_by(ratios, |r| *r) - 1.0) * 100.0)
+        };
         let min = runs.iter().min().copied().unwrap_or_default();
-        println!(
-            "| {name} | {} | {} | {:+.1}% |",
-            fmt_d(m),
-            fmt_d(min),
-            (m.as_secs_f64() / direct.as_secs_f64() - 1.0) * 100.0
-        );
+        println!("| {name} | {} | {} | {vs} |", fmt_d(med(runs)), fmt_d(min));
     }
     println!();
     println!("| server | peak RSS (all its processes) |");
@@ -627,7 +637,7 @@ fn print_report(
         })
         .fold(f64::INFINITY, f64::min);
     let p99_64 = median_by(&warm[1][0], |w| w.p99.as_secs_f64()).p99;
-    let cold_ours = med(&cold[1].1).as_secs_f64() / direct.as_secs_f64();
+    let cold_ours = median_by(&cold[1].2, |r| *r);
     let met = |b: bool| if b { "met" } else { "MISSED" };
     println!(
         "Targets: warm pages >= 10x both peers ({}), page p99 < 5 ms at 64 clients ({}: {}), cold install within 10% of direct ({}: {:+.1}%).",

@@ -141,30 +141,40 @@ fn page_response(format: Format, body: Bytes) -> Response<Body> {
 /// A file of the tree, if it is there: read whole when small, else
 /// streamed. `None` when it is not a regular file of the tree.
 async fn from_tree(path: PathBuf) -> Option<Response<Body>> {
-    let file = tokio::fs::File::open(&path).await.ok()?;
-    let md = file.metadata().await.ok()?;
-    if !md.is_file() {
-        return None;
-    }
-    let len = md.len();
-    let mut resp = if len <= SLURP {
-        let mut buf = Vec::with_capacity(len as usize);
-        let mut file = file;
-        tokio::io::AsyncReadExt::read_to_end(&mut file, &mut buf)
-            .await
-            .ok()?;
-        full(StatusCode::OK, "application/octet-stream", buf)
-    } else {
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-        let body = StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync();
-        let mut r = Response::new(body);
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        r
+    // One trip to the blocking pool for open, fstat and a small read,
+    // rather than one per call as tokio::fs would make.
+    let opened =
+        tokio::task::spawn_blocking(move || -> io::Result<Result<Bytes, (std::fs::File, u64)>> {
+            let mut file = std::fs::File::open(path)?;
+            let md = file.metadata()?;
+            if !md.is_file() {
+                return Err(io::ErrorKind::InvalidInput.into());
+            }
+            if md.len() > SLURP {
+                return Ok(Err((file, md.len())));
+            }
+            let mut buf = Vec::with_capacity(md.len() as usize);
+            io::Read::read_to_end(&mut file, &mut buf)?;
+            Ok(Ok(Bytes::from(buf)))
+        })
+        .await
+        .ok()?
+        .ok()?;
+    let mut resp = match opened {
+        Ok(data) => full(StatusCode::OK, "application/octet-stream", data),
+        Err((file, len)) => {
+            let file = tokio::fs::File::from_std(file);
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+            let body = StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync();
+            let mut r = Response::new(body);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            r
+        }
     };
     // A distribution file never changes under its name.
     resp.headers_mut().insert(
