@@ -85,8 +85,21 @@ fn main() -> ExitCode {
         (false, 1) => log::LevelFilter::Debug,
         (false, _) => log::LevelFilter::Trace,
     };
-    let logger = env_logger::Builder::new()
-        .filter_level(level)
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(level);
+    if cli.verbose < 2 {
+        // serve's HTTP stack: its connection chatter only with -vv, so -v
+        // is the one-line-per-request log.
+        for module in [
+            "reqwest",
+            "hyper_util",
+            "rustls",
+            "rustls_platform_verifier",
+        ] {
+            builder.filter_module(module, level.min(log::LevelFilter::Info));
+        }
+    }
+    let logger = builder
         .parse_env("PYPI_MIRROR_LOG")
         .format(|buf, record| {
             // One line per message, tool-style: "pypi-mirror: error: ...".

@@ -403,3 +403,38 @@ fn fifty_small_files_in_a_row_arrive_whole() {
         assert!(r.body == fs::read(f).unwrap(), "{name}");
     }
 }
+
+#[test]
+fn upstream_requests_are_capped() {
+    let t = trees();
+    let src = t.tmp.path().join("many");
+    fs::create_dir_all(&src).unwrap();
+    let files: Vec<_> = (0..6)
+        .map(|i| pypi_mirror::synth::write_wheel(&src, "many", &format!("1.{i}")).unwrap())
+        .collect();
+    pypi_mirror::add(&t.up, &files).unwrap();
+    let up = FakeUpstream::start(&t.up);
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    for n in &names {
+        up.fault(n, Some(Fault::Slow { chunk: 256, ms: 40 }));
+    }
+    let serve = Serve::start(&t.out, &["--upstream", &up.url(), "--max-upstream", "2"]);
+    // The page first, so only the six file transfers compete.
+    assert_eq!(serve.get("/simple/many/").status, 200);
+    let port = serve.port;
+    let clients: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let path = format!("/simple/many/{n}");
+            std::thread::spawn(move || get(port, &path, &[]))
+        })
+        .collect();
+    for c in clients {
+        let r = c.join().unwrap();
+        assert_eq!((r.status, r.incomplete), (200, false));
+    }
+    assert_eq!(up.max_busy(), 2, "transfers at once");
+}

@@ -282,6 +282,26 @@ struct UpState {
     auth: Option<String>,
     /// Requests that came in absolute form (through a proxy).
     proxied: Mutex<Vec<String>>,
+    /// Requests being answered now, and the most there ever were.
+    busy: Mutex<(usize, usize)>,
+}
+
+/// Counts a request as busy until dropped (with its body, for streams).
+struct Busy(Arc<UpState>);
+
+impl Busy {
+    fn new(st: &Arc<UpState>) -> Self {
+        let mut b = st.busy.lock().unwrap();
+        b.0 += 1;
+        b.1 = b.1.max(b.0);
+        Self(st.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.lock().unwrap().0 -= 1;
+    }
 }
 
 /// A loopback HTTP upstream serving a directory (`dir/` → `dir/index.html`)
@@ -411,6 +431,11 @@ impl FakeUpstream {
         self.state.hits.lock().unwrap().keys().cloned().collect()
     }
 
+    /// The most requests it was ever answering at once.
+    pub fn max_busy(&self) -> usize {
+        self.state.busy.lock().unwrap().1
+    }
+
     pub fn proxied(&self) -> Vec<String> {
         self.state.proxied.lock().unwrap().clone()
     }
@@ -431,9 +456,10 @@ impl Drop for FakeUpstream {
 
 async fn answer(
     root: &Path,
-    st: &UpState,
+    st: &Arc<UpState>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<TestBody> {
+    let busy = Busy::new(st);
     let path = req.uri().path().to_owned();
     if req.uri().scheme().is_some() {
         st.proxied.lock().unwrap().push(req.uri().to_string());
@@ -511,11 +537,15 @@ async fn answer(
         }
         Some(Fault::Slow { chunk, ms }) => {
             let chunks: Vec<Bytes> = data.chunks(chunk).map(Bytes::copy_from_slice).collect();
-            let s = futures_util::stream::unfold(chunks.into_iter(), move |mut it| async move {
-                let c = it.next()?;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                Some((Ok::<_, std::io::Error>(Frame::data(c)), it))
-            });
+            // Busy until the last chunk is sent.
+            let s = futures_util::stream::unfold(
+                (chunks.into_iter(), busy),
+                move |(mut it, busy)| async move {
+                    let c = it.next()?;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Some((Ok::<_, std::io::Error>(Frame::data(c)), (it, busy)))
+                },
+            );
             StreamBody::new(s).boxed_unsync()
         }
     };
