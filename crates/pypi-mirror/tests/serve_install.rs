@@ -165,3 +165,55 @@ fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
     assert_eq!((report.files, report.hashed), (3, 0), "{report:?}");
     assert!(report.pages_written.is_empty() && !report.root_written);
 }
+
+/// A venv with pip 23.0.1, Debian bookworm's: the pip inside the images
+/// that DIB builds. Made once under target/.
+fn old_pip() -> std::path::PathBuf {
+    let dir = testkit::target_dir().join("pypi-mirror-pip-23.0.1-venv");
+    let python = dir.join("bin/python");
+    if !dir.join(".ready").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let ok = std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = std::process::Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                "pip==23.0.1",
+            ])
+            .output()
+            .unwrap();
+        check(out, "pip install pip==23.0.1");
+        std::fs::write(dir.join(".ready"), b"").unwrap();
+    }
+    python
+}
+
+#[test]
+fn debian_bookworms_pip_installs_through_serve() {
+    // pip 22.3 to 23.1 fails on any "dist-info-metadata" key in a PEP 691
+    // JSON page (PEP 714); serve answers it JSON, as it asks.
+    let tools = testkit::tools_venv().unwrap();
+    let python = old_pip();
+    let t = trees();
+    let up = FakeUpstream::start(&t.up);
+    let serve = Serve::start(&t.out, &["--upstream", &up.url()]);
+    let target = t.tmp.path().join("old-pip");
+    let out = testkit::isolated(&python)
+        .args(["-m", "pip", "install", "--no-cache-dir", "--index-url"])
+        .arg(serve.url())
+        .arg("--target")
+        .arg(&target)
+        .args(["synth-beta", "synth-gamma"])
+        .output()
+        .unwrap();
+    check(out, "pip 23.0.1 install through serve");
+    assert_installed(&tools, &target);
+}

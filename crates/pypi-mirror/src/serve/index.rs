@@ -289,13 +289,18 @@ pub fn render_json(project: &str, files: &[FileEntry]) -> Vec<u8> {
             if let Some(rp) = &f.requires_python {
                 o.insert("requires-python".into(), json!(rp));
             }
-            let md = match &f.metadata {
-                CoreMetadata::No => json!(false),
-                CoreMetadata::Yes(Some(sha)) => json!({ "sha256": sha }),
-                CoreMetadata::Yes(None) => json!(true),
-            };
-            o.insert("core-metadata".into(), md.clone());
-            o.insert("dist-info-metadata".into(), md);
+            // PEP 714: only the new key in JSON. pip 22.3 to 23.1 (Debian
+            // bookworm's is 23.0.1) fails hard on any `dist-info-metadata`
+            // in JSON, even `false`; absent means no metadata file.
+            match &f.metadata {
+                CoreMetadata::No => {}
+                CoreMetadata::Yes(Some(sha)) => {
+                    o.insert("core-metadata".into(), json!({ "sha256": sha }));
+                }
+                CoreMetadata::Yes(None) => {
+                    o.insert("core-metadata".into(), json!(true));
+                }
+            }
             let yanked = match f.yanked.as_deref() {
                 None => json!(false),
                 Some("") => json!(true),
@@ -398,7 +403,15 @@ mod tests {
         assert_eq!(again[0].sha256, merged[0].sha256);
         let json: Value = serde_json::from_slice(&render_json("foo", &merged)).unwrap();
         assert_eq!(json["files"][0]["yanked"], json!(true));
-        assert_eq!(json["files"][0]["core-metadata"], json!(false));
+        assert!(json["files"][0].get("core-metadata").is_none());
+        let mut with_md = merged.clone();
+        with_md[0].metadata = CoreMetadata::Yes(Some(SHA.to_owned()));
+        let text = String::from_utf8(render_json("foo", &with_md)).unwrap();
+        assert!(
+            text.contains(&format!("\"core-metadata\":{{\"sha256\":\"{SHA}\"}}")),
+            "{text}"
+        );
+        assert!(!text.contains("dist-info-metadata"), "{text}");
     }
 
     #[test]
