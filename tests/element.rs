@@ -69,6 +69,33 @@ fn uv_install(image: &Image, project: &str) -> std::process::Output {
     )
 }
 
+/// Real pip in the chroot installs dibtest-alpha (and uv) from the file
+/// mirror; then that uv, reading only its own configuration, installs
+/// dibtest-beta into another venv.
+fn install_alpha_with_pip_and_beta_with_uv(image: &Image) {
+    make_venv(image, "/opt/venvs/pip", true);
+    let out = image.chroot(
+        &[
+            "/opt/venvs/pip/bin/pip",
+            "install",
+            "--no-cache-dir",
+            "dibtest-alpha",
+            "uv",
+        ],
+        &[],
+    );
+    assert_ok("pip install from the mirror", &out);
+    assert!(
+        text(&out).contains("Looking in indexes: file:///tmp/pypi"),
+        "{}",
+        text(&out)
+    );
+    assert_installed(image, "/opt/venvs/pip", "dibtest-alpha");
+    let out = uv_install(image, "dibtest-beta");
+    assert_ok("uv pip install from the mirror", &out);
+    assert_installed(image, "/opt/venvs/uv", "dibtest-beta");
+}
+
 fn make_venv(image: &Image, venv: &str, with_pip: bool) {
     let mut argv = vec!["python3", "-m", "venv"];
     if !with_pip {
@@ -119,30 +146,7 @@ fn pip_and_uv_install_from_the_cache_mirror_then_cleanup_restores_exactly() {
         "{uv_toml}"
     );
 
-    // Real pip in the chroot installs the package (and uv) from the mirror.
-    make_venv(&image, "/opt/venvs/pip", true);
-    let out = image.chroot(
-        &[
-            "/opt/venvs/pip/bin/pip",
-            "install",
-            "--no-cache-dir",
-            "dibtest-alpha",
-            "uv",
-        ],
-        &[],
-    );
-    assert_ok("pip install from the mirror", &out);
-    assert!(
-        text(&out).contains("Looking in indexes: file:///tmp/pypi"),
-        "{}",
-        text(&out)
-    );
-    assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");
-
-    // Real uv, reading only its own uv.toml, does the same.
-    let out = uv_install(&image, "dibtest-beta");
-    assert_ok("uv pip install from the mirror", &out);
-    assert_installed(&image, "/opt/venvs/uv", "dibtest-beta");
+    install_alpha_with_pip_and_beta_with_uv(&image);
 
     // cleanup.d with the mirror still mounted: it unmounts, then restores.
     let out = image.run_outside(CLEANUP, &[]);
@@ -418,27 +422,7 @@ fn a_config_dir_leading_nowhere_still_points_pip_and_uv_at_the_mirror() {
             text(&out)
         );
     }
-    make_venv(&image, "/opt/venvs/pip", true);
-    let out = image.chroot(
-        &[
-            "/opt/venvs/pip/bin/pip",
-            "install",
-            "--no-cache-dir",
-            "dibtest-alpha",
-            "uv",
-        ],
-        &[],
-    );
-    assert_ok("pip install from the mirror", &out);
-    assert!(
-        text(&out).contains("Looking in indexes: file:///tmp/pypi"),
-        "{}",
-        text(&out)
-    );
-    assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");
-    let out = uv_install(&image, "dibtest-beta");
-    assert_ok("uv pip install from the mirror", &out);
-    assert_installed(&image, "/opt/venvs/uv", "dibtest-beta");
+    install_alpha_with_pip_and_beta_with_uv(&image);
 
     image.unmount("/tmp/pypi");
     assert_ok("cleanup.d", &image.run_outside(CLEANUP, &[]));
