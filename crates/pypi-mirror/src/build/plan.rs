@@ -435,3 +435,7 @@ pub(crate) fn by_project(entries: &BTreeMap<String, Entry>) -> BTreeMap<&str, Ve
     }
     map
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
