@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::parallel::par_map;
-use super::plan::{self, Action, Outcome, Placement, TreeFacts};
+use super::plan::{self, Action, Delete, Outcome, Placement, Removal, TreeFacts};
 use super::progress::Progress;
 use super::report::{io_err, Error, Problem, ProblemKind};
 use crate::fsutil;
@@ -107,7 +107,7 @@ impl Tree<'_> {
         for (p, r) in writes.iter().zip(results) {
             if let Err(e) = r {
                 placed.problems.push(Problem::new(
-                    &p.source.path,
+                    p.source.shown(),
                     ProblemKind::PlaceFailed,
                     format!(
                         "cannot place into {}: {e}; skipped",
@@ -122,7 +122,7 @@ impl Tree<'_> {
 
     fn place(&self, p: &Placement<'_>, sync: bool) -> io::Result<()> {
         let dest = self.dest(&p.entry.project, &p.entry.filename);
-        if let Some(md) = p.read.core_metadata.as_deref() {
+        if let Some(md) = p.read.and_then(|r| r.core_metadata.as_deref()) {
             let path = metadata_path(&dest);
             // A new file's .metadata is reachable only through the page,
             // which is published later; a replaced one may be read right now.
@@ -179,8 +179,8 @@ impl Tree<'_> {
             }
             fsutil::sync_dir(self.out).map_err(io_err(self.out))?;
         }
-        for e in &o.removals {
-            self.remove_files(e);
+        for r in &o.removals {
+            self.remove_files(r);
         }
         // Emptied projects lose their page only after the root page stops
         // listing them.
@@ -219,9 +219,14 @@ impl Tree<'_> {
         Ok(())
     }
 
-    fn remove_files(&self, e: &Entry) {
-        let dest = self.dest(&e.project, &e.filename);
-        for p in [metadata_path(&dest), dest] {
+    fn remove_files(&self, r: &Removal) {
+        let dest = self.dest(&r.entry.project, &r.entry.filename);
+        let metadata = metadata_path(&dest);
+        let paths = match r.delete {
+            Delete::File => vec![metadata, dest],
+            Delete::MetadataOnly => vec![metadata],
+        };
+        for p in paths {
             if let Err(err) = fs::remove_file(&p) {
                 if err.kind() != io::ErrorKind::NotFound {
                     log::warn!("{}: cannot remove: {err}", p.display());

@@ -11,8 +11,17 @@ pub struct BuildOptions {
     pub from: Vec<PathBuf>,
     /// The mirror directory (created if missing).
     pub out: PathBuf,
-    /// Remove files from the mirror that none of the sources has any more.
+    /// Remove files from the mirror that none of the sources has any more,
+    /// except recorded ones (see [`AddOptions::recorded`]). Nothing is
+    /// removed when the run skipped a file or could not read a source: the
+    /// report lists what would have gone in
+    /// [`prune_withheld`](crate::Report::prune_withheld).
     pub prune: bool,
+    /// With `prune`, remove recorded files too.
+    pub prune_recorded: bool,
+    /// Change nothing: read the sources and report what the run would add,
+    /// update and remove.
+    pub dry_run: bool,
     /// Allow a progress bar on stderr (it still appears only if the run takes
     /// longer than half a second). The CLI sets this when stderr is a
     /// terminal.
@@ -29,6 +38,8 @@ impl BuildOptions {
             from: Vec::new(),
             out: out.into(),
             prune: false,
+            prune_recorded: false,
+            dry_run: false,
             progress: false,
             jobs: 0,
         }
@@ -48,6 +59,13 @@ pub struct AddOptions {
     pub out: PathBuf,
     /// Archives to add.
     pub files: Vec<PathBuf>,
+    /// Mark the files as recorded: kept into the mirror by a tool such as a
+    /// caching proxy, maybe fetchable nowhere else. A later `build --prune`
+    /// keeps them unless [`BuildOptions::prune_recorded`] is set. The mark
+    /// stays with the file name for as long as the mirror serves it.
+    pub recorded: bool,
+    /// See [`BuildOptions::dry_run`].
+    pub dry_run: bool,
     /// See [`BuildOptions::progress`].
     pub progress: bool,
     /// See [`BuildOptions::jobs`].
@@ -63,6 +81,8 @@ impl AddOptions {
         Self {
             out: out.into(),
             files: files.into_iter().map(Into::into).collect(),
+            recorded: false,
+            dry_run: false,
             progress: false,
             jobs: 0,
         }

@@ -20,8 +20,24 @@ use crate::state::Entry;
 /// the sources; an `add` sees only its own files and judges nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    Build { prune: bool },
-    Add,
+    Build {
+        prune: Prune,
+    },
+    /// `recorded`: the added files are marked as recorded.
+    Add {
+        recorded: bool,
+    },
+}
+
+/// What a build does with known files that no source has any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prune {
+    /// Keep them.
+    Off,
+    /// Remove them, except recorded ones.
+    Unrecorded,
+    /// Remove them all (`--prune-recorded`).
+    All,
 }
 
 /// Candidates by file name, each list in source order.
@@ -71,7 +87,7 @@ pub(crate) fn entries_to_check<'e>(
 ) -> Vec<&'e Entry> {
     match mode {
         Mode::Build { .. } => entries.values().collect(),
-        Mode::Add => groups
+        Mode::Add { .. } => groups
             .keys()
             .filter_map(|name| entries.get(*name))
             .collect(),
@@ -101,8 +117,9 @@ pub(crate) fn to_read<'a>(
 /// What to do with the file chosen for a file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Content already in place; the state record is refreshed (the source
-    /// was read again, e.g. after a touch, and found the same).
+    /// Content already in place; only the state record is refreshed (the
+    /// source was read again, e.g. after a touch, and found the same; or
+    /// the file is now recorded).
     Refresh,
     /// New file name.
     Add,
@@ -116,9 +133,13 @@ pub(crate) struct Placement<'a> {
     /// The state record after the run.
     pub entry: Entry,
     pub source: &'a Candidate,
-    /// What reading the source found (for the `.metadata` bytes).
-    pub read: &'a Processed,
+    /// What reading the source found (for the `.metadata` bytes); `None`
+    /// only for a refresh of a file that was not read.
+    pub read: Option<&'a Processed>,
     pub action: Action,
+    /// The served copy, when the metadata now names another project: it
+    /// must leave the old project's page and directory.
+    pub moved_from: Option<Entry>,
 }
 
 impl Placement<'_> {
@@ -128,33 +149,18 @@ impl Placement<'_> {
     }
 }
 
-/// Why a known file leaves the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Why {
-    /// Its tree copy is missing or damaged, and no source has it.
-    Gone,
-    /// `--prune`: no source has it any more.
-    Pruned,
-}
-
-/// A known file that leaves the index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Dropped {
-    pub entry: Entry,
-    pub why: Why,
-}
-
 /// The decisions of a run, before anything is written.
 #[derive(Debug, Default)]
 pub(crate) struct Plan<'a> {
     pub placements: Vec<Placement<'a>>,
     /// Files found unchanged that need nothing at all.
     pub unchanged: usize,
-    /// Old tree copies of files whose metadata now names another project:
-    /// they must leave the old project's page and directory.
-    pub moved: Vec<Entry>,
-    /// Known files leaving the index, in file-name order.
-    pub dropped: Vec<Dropped>,
+    /// Known files that no candidate carries and whose tree copy is missing
+    /// or damaged: they leave the index (builds only).
+    pub gone: Vec<Entry>,
+    /// Known files that no candidate carries, intact in the tree: what
+    /// `--prune` may remove (builds only).
+    pub unseen: Vec<Entry>,
     /// Conflicts and duplicates, in file-name order.
     pub problems: Vec<Problem>,
 }
@@ -169,7 +175,7 @@ struct Version<'a, 's> {
 }
 
 /// Choose, for every file name, the source the mirror serves, and in a
-/// build, which known files no source has any more leave the index.
+/// build, sort the known files no candidate carries into gone and unseen.
 pub(crate) fn decide<'a>(
     groups: &Groups<'a>,
     entries: &BTreeMap<String, Entry>,
@@ -178,30 +184,46 @@ pub(crate) fn decide<'a>(
     mode: Mode,
 ) -> Plan<'a> {
     let mut plan = Plan::default();
+    let recorded = matches!(mode, Mode::Add { recorded: true });
     for (filename, group) in groups {
-        decide_name(
-            filename,
-            group,
-            entries.get(*filename),
-            read,
+        let known = Known {
+            entry: entries.get(*filename),
             facts,
-            &mut plan,
-        );
+        };
+        decide_name(filename, group, known, read, recorded, &mut plan);
     }
-    if let Mode::Build { prune } = mode {
-        plan.dropped = unseen(groups, entries, facts, prune);
+    if let Mode::Build { .. } = mode {
+        let unseen = entries
+            .values()
+            .filter(|e| !groups.contains_key(e.filename.as_str()));
+        for e in unseen {
+            let list = if facts.intact(e) {
+                &mut plan.unseen
+            } else {
+                &mut plan.gone
+            };
+            list.push(e.clone());
+        }
     }
     plan
+}
+
+/// What the mirror knows of one file name.
+#[derive(Debug, Clone, Copy)]
+struct Known<'e> {
+    entry: Option<&'e Entry>,
+    facts: &'e TreeFacts,
 }
 
 fn decide_name<'a>(
     filename: &str,
     group: &[&'a Candidate],
-    existing: Option<&Entry>,
+    known: Known<'_>,
     read: &'a ReadResults<'_>,
-    facts: &TreeFacts,
+    recorded: bool,
     plan: &mut Plan<'a>,
 ) {
+    let existing = known.entry;
     let versions: Vec<Version<'a, '_>> = group
         .iter()
         .filter_map(|c| match read.get(c.path.as_path()) {
@@ -220,12 +242,12 @@ fn decide_name<'a>(
     if versions.is_empty() {
         return;
     }
-    let Some(winner) = pick_winner(&versions, existing, facts) else {
+    let Some(winner) = pick_winner(&versions, existing, known.facts) else {
         // Every source differs from what the mirror already serves.
         if let Some(e) = existing {
             for v in &versions {
                 plan.problems.push(Problem::new(
-                    &v.source.path,
+                    v.source.shown(),
                     ProblemKind::Conflict,
                     format!(
                         "differs from the {filename} already in the mirror (indexed from {}); skipped",
@@ -239,40 +261,64 @@ fn decide_name<'a>(
     for v in &versions {
         if v.sha256 != winner.sha256 {
             plan.problems.push(Problem::new(
-                &v.source.path,
+                v.source.shown(),
                 ProblemKind::Duplicate,
                 format!(
                     "same file name as {} but different content; skipped",
-                    winner.source.path.display()
+                    winner.source.shown().display()
                 ),
             ));
         }
     }
-    let Some(p) = winner.read else {
-        // Not read: its stamp is the recorded one, so it is unchanged. (A
-        // version without a read result only exists when an entry does.)
+    // Once recorded, a file name stays recorded while the mirror serves it.
+    let recorded = recorded || existing.is_some_and(|e| e.recorded);
+    if let Some(p) = placement(winner, known, recorded) {
+        plan.placements.push(p);
+    } else {
         plan.unchanged += 1;
-        return;
+    }
+}
+
+/// What to do with the winning version; `None` when nothing at all.
+fn placement<'a>(
+    winner: &Version<'a, '_>,
+    known: Known<'_>,
+    recorded: bool,
+) -> Option<Placement<'a>> {
+    let Some(p) = winner.read else {
+        // Not read: its stamp is the recorded one, so it is unchanged, and
+        // only a new recorded mark needs logging. (A version without a read
+        // result only exists when an entry does.)
+        let e = known.entry.filter(|e| recorded && !e.recorded)?;
+        return Some(Placement {
+            entry: Entry {
+                recorded,
+                ..e.clone()
+            },
+            source: winner.source,
+            read: None,
+            action: Action::Refresh,
+            moved_from: None,
+        });
     };
-    let entry = new_entry(winner.source, p);
-    let action = match existing {
-        None => Action::Add,
-        Some(e) if e.sha256 == p.sha256 && e.project == p.project && facts.intact(e) => {
-            Action::Refresh
+    let entry = new_entry(winner.source, p, recorded);
+    let (action, moved_from) = match known.entry {
+        None => (Action::Add, None),
+        Some(e) if e.sha256 == p.sha256 && e.project == p.project && known.facts.intact(e) => {
+            (Action::Refresh, None)
         }
-        Some(e) => {
-            if e.project != entry.project {
-                plan.moved.push(e.clone());
-            }
-            Action::Replace
-        }
+        Some(e) => (
+            Action::Replace,
+            (e.project != entry.project).then(|| e.clone()),
+        ),
     };
-    plan.placements.push(Placement {
+    Some(Placement {
         entry,
         source: winner.source,
-        read: p,
+        read: Some(p),
         action,
-    });
+        moved_from,
+    })
 }
 
 /// Same content as served, else a rebuild at the recorded source path, else
@@ -299,34 +345,7 @@ fn pick_winner<'v, 'a, 's>(
         })
 }
 
-/// Known files that no candidate of this build carries: those whose tree
-/// copy is damaged leave the index; with `prune`, the others too.
-fn unseen(
-    groups: &Groups<'_>,
-    entries: &BTreeMap<String, Entry>,
-    facts: &TreeFacts,
-    prune: bool,
-) -> Vec<Dropped> {
-    entries
-        .values()
-        .filter(|e| !groups.contains_key(e.filename.as_str()))
-        .filter_map(|e| {
-            let why = if !facts.intact(e) {
-                Why::Gone
-            } else if prune {
-                Why::Pruned
-            } else {
-                return None;
-            };
-            Some(Dropped {
-                entry: e.clone(),
-                why,
-            })
-        })
-        .collect()
-}
-
-fn new_entry(c: &Candidate, p: &Processed) -> Entry {
+fn new_entry(c: &Candidate, p: &Processed, recorded: bool) -> Entry {
     Entry {
         filename: c.filename.clone(),
         project: p.project.clone(),
@@ -335,7 +354,26 @@ fn new_entry(c: &Candidate, p: &Processed) -> Entry {
         metadata_sha256: p.metadata_sha256.clone(),
         requires_python: p.requires_python.clone(),
         source: c.path.clone(),
+        recorded,
     }
+}
+
+/// What to delete from the tree for a file leaving the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delete {
+    /// The file and its `.metadata`.
+    File,
+    /// Only the `.metadata`, which is ours to make again. The file itself
+    /// is missing, or is no longer what the index said: then it is not ours
+    /// to delete.
+    MetadataOnly,
+}
+
+/// A tree file to delete once no page links to it any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Removal {
+    pub entry: Entry,
+    pub delete: Delete,
 }
 
 /// The mirror after a run: state, pages and deletions.
@@ -345,7 +383,7 @@ pub(crate) struct Outcome {
     pub entries: BTreeMap<String, Entry>,
     /// State records to log: new, replaced and refreshed files.
     pub put: Vec<Entry>,
-    /// File names leaving the index, in order.
+    /// File names leaving the index, sorted.
     pub deleted: Vec<String>,
     /// Projects with files whose page must be (re)written.
     pub pages: Vec<String>,
@@ -356,7 +394,11 @@ pub(crate) struct Outcome {
     /// Projects with files after the run.
     pub projects: usize,
     /// Tree files to delete once no page links to them any more.
-    pub removals: Vec<Entry>,
+    pub removals: Vec<Removal>,
+    /// What `--prune` would have removed, had the run skipped nothing.
+    pub prune_withheld: Vec<String>,
+    /// Recorded files no source has, which `--prune` keeps.
+    pub kept_recorded: Vec<String>,
     pub added: Vec<String>,
     pub updated: Vec<String>,
     pub unchanged: usize,
@@ -364,22 +406,25 @@ pub(crate) struct Outcome {
 
 /// Apply `plan` to `entries`, leaving out the placements whose file names
 /// are in `failed` (their files could not be put into the tree).
+/// `skipped_any`: the run skipped a file or could not read a source, so
+/// "no source has it" cannot be trusted and `--prune` removes nothing.
 pub(crate) fn settle(
     mut entries: BTreeMap<String, Entry>,
     plan: Plan<'_>,
     failed: &BTreeSet<String>,
     facts: &TreeFacts,
     mode: Mode,
+    skipped_any: bool,
 ) -> Outcome {
     let old_projects: Vec<String> = project_names(&entries);
     let mut out = Outcome {
         unchanged: plan.unchanged,
         ..Outcome::default()
     };
-    let mut changed: BTreeSet<String> = plan.moved.iter().map(|e| e.project.clone()).collect();
-    out.removals = plan.moved;
+    let mut changed: BTreeSet<String> = BTreeSet::new();
     for p in plan.placements {
         if failed.contains(&p.entry.filename) {
+            // The served copy stays, in the state and in the tree.
             continue;
         }
         match p.action {
@@ -390,15 +435,25 @@ pub(crate) fn settle(
         if p.writes() {
             changed.insert(p.entry.project.clone());
         }
+        if let Some(old) = p.moved_from {
+            changed.insert(old.project.clone());
+            out.removals.push(Removal {
+                entry: old,
+                delete: Delete::File,
+            });
+        }
         out.put.push(p.entry.clone());
         entries.insert(p.entry.filename.clone(), p.entry);
     }
-    for d in plan.dropped {
-        changed.insert(d.entry.project.clone());
-        entries.remove(&d.entry.filename);
-        out.deleted.push(d.entry.filename.clone());
-        out.removals.push(d.entry);
+    let pruned = prune(plan.unseen, mode, skipped_any, &mut out);
+    let gone = plan.gone.into_iter().map(|e| (e, Delete::MetadataOnly));
+    for (e, delete) in gone.chain(pruned) {
+        changed.insert(e.project.clone());
+        entries.remove(&e.filename);
+        out.deleted.push(e.filename.clone());
+        out.removals.push(Removal { entry: e, delete });
     }
+    out.deleted.sort();
     let new_projects = project_names(&entries);
     if let Mode::Build { .. } = mode {
         // Self-healing: a page deleted by hand comes back on the next build.
@@ -418,6 +473,32 @@ pub(crate) fn settle(
     out.projects = new_projects.len();
     out.entries = entries;
     out
+}
+
+/// Which of the `unseen` files `--prune` removes: none unless asked, none
+/// when the run skipped anything (listed as withheld instead), and recorded
+/// ones only with `--prune-recorded`.
+fn prune(
+    unseen: Vec<Entry>,
+    mode: Mode,
+    skipped_any: bool,
+    out: &mut Outcome,
+) -> Vec<(Entry, Delete)> {
+    let prune = match mode {
+        Mode::Build { prune } if prune != Prune::Off => prune,
+        _ => return Vec::new(),
+    };
+    let mut removed = Vec::new();
+    for e in unseen {
+        if e.recorded && prune != Prune::All {
+            out.kept_recorded.push(e.filename);
+        } else if skipped_any {
+            out.prune_withheld.push(e.filename);
+        } else {
+            removed.push((e, Delete::File));
+        }
+    }
+    removed
 }
 
 /// The sorted, distinct projects of `entries`.

@@ -26,6 +26,7 @@ fn candidate(path: &str, ino: u64) -> Candidate {
         .unwrap_or_default()
         .to_owned();
     Candidate {
+        given: None,
         kind: ArchiveKind::from_filename(&filename).unwrap_or(ArchiveKind::Wheel),
         path,
         filename,
@@ -53,6 +54,7 @@ fn entry(source: &str, ino: u64, project: &str, sha: &str) -> Entry {
         metadata_sha256: Some(format!("md-{sha}")),
         requires_python: None,
         source: c.path,
+        recorded: false,
     }
 }
 
@@ -71,6 +73,8 @@ struct Case {
     read: Vec<(PathBuf, Processed)>,
     facts: TreeFacts,
     mode: Mode,
+    /// The run skipped a file before settling.
+    skipped: bool,
 }
 
 impl Case {
@@ -81,6 +85,7 @@ impl Case {
             read: Vec::new(),
             facts: TreeFacts::default(),
             mode,
+            skipped: false,
         }
     }
 
@@ -140,7 +145,14 @@ impl Case {
         let groups = group(&self.candidates);
         let plan = decide(&groups, &self.entries, &read, &self.facts, self.mode);
         let failed: BTreeSet<String> = failed.iter().map(|f| (*f).to_owned()).collect();
-        settle(self.entries.clone(), plan, &failed, &self.facts, self.mode)
+        settle(
+            self.entries.clone(),
+            plan,
+            &failed,
+            &self.facts,
+            self.mode,
+            self.skipped,
+        )
     }
 
     fn settle(&self) -> Outcome {
@@ -158,8 +170,19 @@ struct Decided {
 }
 
 const A1: &str = "alpha-1.0-py3-none-any.whl";
-const BUILD: Mode = Mode::Build { prune: false };
-const PRUNE: Mode = Mode::Build { prune: true };
+const BUILD: Mode = Mode::Build { prune: Prune::Off };
+const PRUNE: Mode = Mode::Build {
+    prune: Prune::Unrecorded,
+};
+const ADD: Mode = Mode::Add { recorded: false };
+const RECORD: Mode = Mode::Add { recorded: true };
+
+fn removal(entry: &Entry, delete: Delete) -> Removal {
+    Removal {
+        entry: entry.clone(),
+        delete,
+    }
+}
 
 #[test]
 fn a_new_file_is_read_added_and_gets_a_page_and_the_root() {
@@ -265,7 +288,7 @@ fn different_content_from_elsewhere_conflicts_with_an_intact_served_file() {
     let case = Case::new(
         std::slice::from_ref(&known),
         vec![candidate("/other/alpha-1.0-py3-none-any.whl", 20)],
-        Mode::Add,
+        ADD,
     )
     .reads(
         "/other/alpha-1.0-py3-none-any.whl",
@@ -342,7 +365,7 @@ fn a_path_given_twice_counts_once() {
             candidate("/a/alpha-1.0-py3-none-any.whl", 1),
             candidate("/a/alpha-1.0-py3-none-any.whl", 1),
         ],
-        Mode::Add,
+        ADD,
     );
     assert_eq!(case.paths_to_read().len(), 1);
 }
@@ -361,7 +384,11 @@ fn a_file_moving_to_another_project_leaves_the_old_page() {
     assert_eq!(o.pages, ["beta"]);
     assert_eq!(o.emptied, ["alpha"]);
     assert!(o.write_root);
-    assert_eq!(o.removals, [known], "the old copy goes after the pages");
+    assert_eq!(
+        o.removals,
+        [removal(&known, Delete::File)],
+        "the old copy goes after the pages"
+    );
     assert_eq!(o.entries[A1].project, "beta");
 }
 
@@ -378,7 +405,7 @@ fn unseen_files_stay_without_prune_and_go_with_it() {
 
     let o = Case::new(&entries, cands(), PRUNE).settle();
     assert_eq!(o.deleted, [A1]);
-    assert_eq!(o.removals, [kept]);
+    assert_eq!(o.removals, [removal(&kept, Delete::File)]);
     assert_eq!(o.emptied, ["alpha"]);
     assert!(o.pages.is_empty());
     assert!(o.write_root);
@@ -388,20 +415,24 @@ fn unseen_files_stay_without_prune_and_go_with_it() {
     );
 
     // An add judges only its own files, prune or not.
-    let o = Case::new(&entries, cands(), Mode::Add).settle();
+    let o = Case::new(&entries, cands(), ADD).settle();
     assert!(o.deleted.is_empty());
 }
 
 #[test]
 fn an_unseen_file_gone_from_the_tree_leaves_the_index_even_without_prune() {
     let gone = entry("/src/alpha-1.0-py3-none-any.whl", 10, "alpha", "aa");
-    let case = Case::new(&[gone], Vec::new(), BUILD).damaged(A1);
+    let case = Case::new(std::slice::from_ref(&gone), Vec::new(), BUILD).damaged(A1);
     let read = ReadResults::new();
     let groups = group(&case.candidates);
     let plan = decide(&groups, &case.entries, &read, &case.facts, case.mode);
-    assert_eq!(plan.dropped.len(), 1);
-    assert_eq!(plan.dropped[0].why, Why::Gone);
-    assert_eq!(case.settle().deleted, [A1]);
+    assert_eq!(plan.gone, std::slice::from_ref(&gone));
+    assert!(plan.unseen.is_empty());
+    let o = case.settle();
+    assert_eq!(o.deleted, [A1]);
+    // What may still be in the tree is not ours to delete: only the
+    // .metadata, which we made, goes.
+    assert_eq!(o.removals, [removal(&gone, Delete::MetadataOnly)]);
 }
 
 #[test]
@@ -435,7 +466,7 @@ fn a_build_rewrites_missing_pages_an_add_does_not_look() {
     assert!(o.write_root);
     assert!(o.put.is_empty(), "pages only, the state is right");
 
-    let mut case = Case::new(&[known], cands(), Mode::Add);
+    let mut case = Case::new(&[known], cands(), ADD);
     case.facts.missing_pages.insert("alpha".to_owned());
     assert!(case.settle().pages.is_empty());
 }
@@ -449,7 +480,7 @@ fn only_entries_sharing_a_candidate_name_are_checked_by_an_add() {
     let groups = group(&cands);
     let names = |v: Vec<&Entry>| -> Vec<String> { v.iter().map(|e| e.filename.clone()).collect() };
     assert_eq!(
-        names(entries_to_check(&groups, &entries, Mode::Add)),
+        names(entries_to_check(&groups, &entries, ADD)),
         ["beta-1.0-py3-none-any.whl"]
     );
     assert_eq!(entries_to_check(&groups, &entries, BUILD).len(), 2);
@@ -512,4 +543,101 @@ fn same_content_over_a_damaged_tree_copy_is_placed_again() {
     let o = case.settle();
     assert_eq!(o.updated, [A1]);
     assert_eq!(o.pages, ["alpha"]);
+}
+
+#[test]
+fn prune_removes_nothing_when_the_run_skipped_anything() {
+    let old = entry("/src/alpha-1.0-py3-none-any.whl", 10, "alpha", "aa");
+    let mut case = Case::new(&[old], Vec::new(), PRUNE);
+    case.skipped = true;
+    let o = case.settle();
+    assert!(o.deleted.is_empty() && o.removals.is_empty() && o.emptied.is_empty());
+    assert_eq!(o.prune_withheld, [A1]);
+    assert!(!o.write_root);
+    assert_eq!(o.entries.len(), 1);
+
+    // Without --prune there is nothing to withhold either.
+    case.mode = BUILD;
+    assert!(case.settle().prune_withheld.is_empty());
+}
+
+#[test]
+fn prune_keeps_recorded_files_unless_told_in_so_many_words() {
+    let mut recorded = entry("/cache/alpha-1.0-py3-none-any.whl", 10, "alpha", "aa");
+    recorded.recorded = true;
+    let plain = entry("/src/beta-1.0-py3-none-any.whl", 11, "beta", "bb");
+    let entries = [recorded.clone(), plain];
+
+    let o = Case::new(&entries, Vec::new(), PRUNE).settle();
+    assert_eq!(o.deleted, ["beta-1.0-py3-none-any.whl"]);
+    assert_eq!(o.kept_recorded, [A1]);
+    assert_eq!(o.entries[A1], recorded);
+
+    let all = Mode::Build { prune: Prune::All };
+    let o = Case::new(&entries, Vec::new(), all).settle();
+    assert_eq!(o.deleted, [A1, "beta-1.0-py3-none-any.whl"]);
+    assert!(o.kept_recorded.is_empty() && o.entries.is_empty());
+}
+
+#[test]
+fn an_add_can_mark_files_recorded_and_the_mark_sticks() {
+    let case = Case::new(
+        &[],
+        vec![candidate("/cache/alpha-1.0-py3-none-any.whl", 1)],
+        RECORD,
+    )
+    .reads(
+        "/cache/alpha-1.0-py3-none-any.whl",
+        processed("alpha", "aa"),
+    );
+    let o = case.settle();
+    assert!(o.entries[A1].recorded);
+    assert!(o.put[0].recorded, "the mark is logged");
+
+    // Already served, unchanged, not read: recording it only logs the mark.
+    let known = entry("/src/alpha-1.0-py3-none-any.whl", 10, "alpha", "aa");
+    let case = Case::new(
+        std::slice::from_ref(&known),
+        vec![candidate("/src/alpha-1.0-py3-none-any.whl", 10)],
+        RECORD,
+    );
+    assert!(case.paths_to_read().is_empty());
+    let o = case.settle();
+    assert_eq!(
+        o.put,
+        [Entry {
+            recorded: true,
+            ..known.clone()
+        }]
+    );
+    assert!(o.pages.is_empty() && o.added.is_empty());
+    assert_eq!(o.unchanged, 1);
+
+    // A later plain rebuild of a recorded file keeps the mark.
+    let mut was_recorded = known;
+    was_recorded.recorded = true;
+    let case = Case::new(
+        &[was_recorded],
+        vec![candidate("/src/alpha-1.0-py3-none-any.whl", 12)],
+        BUILD,
+    )
+    .reads("/src/alpha-1.0-py3-none-any.whl", processed("alpha", "bb"));
+    let o = case.settle();
+    assert_eq!(o.updated, [A1]);
+    assert!(o.entries[A1].recorded);
+}
+
+#[test]
+fn a_failed_move_keeps_the_served_copy_where_it_is() {
+    let known = entry("/src/alpha-1.0-py3-none-any.whl", 10, "alpha", "aa");
+    let case = Case::new(
+        std::slice::from_ref(&known),
+        vec![candidate("/src/alpha-1.0-py3-none-any.whl", 11)],
+        BUILD,
+    )
+    .reads("/src/alpha-1.0-py3-none-any.whl", processed("beta", "bb"));
+    let o = case.settle_failing(&[A1]);
+    assert!(o.removals.is_empty(), "{:?}", o.removals);
+    assert!(o.pages.is_empty() && o.emptied.is_empty() && o.updated.is_empty());
+    assert_eq!(o.entries[A1], known);
 }

@@ -29,34 +29,34 @@ pub(crate) struct Processed {
 }
 
 /// Read one candidate: hash it, extract metadata, derive the project name.
+/// A file pip would not use from this index (bad file name, or a name that
+/// disagrees with the metadata) is refused rather than indexed where pip
+/// cannot find it.
 pub(crate) fn process(c: &Candidate) -> Result<Processed, Problem> {
-    let Some((_, file_name, _)) = name::split_filename(&c.filename) else {
-        return Err(Problem::new(
-            &c.path,
+    let problem = |kind, msg: String| Problem::new(c.shown(), kind, format!("{msg}; skipped"));
+    let (_, file_name, _) = name::check_filename(&c.filename).map_err(|why| {
+        let what = match c.kind {
+            ArchiveKind::Wheel => "wheel",
+            _ => "sdist",
+        };
+        problem(
             ProblemKind::BadFilename,
-            match c.kind {
-                ArchiveKind::Wheel => "not a valid wheel file name ({name}-{version}-{python}-{abi}-{platform}.whl); skipped",
-                _ => "not a valid sdist file name ({name}-{version}.tar.gz|.zip); skipped",
-            },
-        ));
-    };
+            format!("not a valid {what} file name: {why}"),
+        )
+    })?;
     let (sha256, meta) = hash_and_metadata(c)?;
     let core = meta.as_deref().map(metadata::parse).unwrap_or_default();
     if meta.is_none() {
         log::debug!(
             "{}: no PKG-INFO, taking the project name from the file name",
-            c.path.display()
+            c.shown().display()
         );
     }
     let raw = core.name.as_deref().unwrap_or(file_name);
     let project = name::normalize_checked(raw)
-        .map_err(|e| Problem::new(&c.path, ProblemKind::InvalidName, format!("{e}; skipped")))?;
-    if name::normalize(file_name) != project {
-        log::warn!(
-            "{}: metadata names the project {raw:?} but the file name says {file_name:?}; indexed under {project}, where installers may ignore it",
-            c.path.display()
-        );
-    }
+        .map_err(|e| problem(ProblemKind::InvalidName, e.to_string()))?;
+    check_name_and_version(c, file_name, raw, &project)
+        .map_err(|(kind, msg)| problem(kind, msg))?;
     let core_metadata = if c.kind.is_wheel() { meta } else { None };
     Ok(Processed {
         sha256,
@@ -67,11 +67,50 @@ pub(crate) fn process(c: &Candidate) -> Result<Processed, Problem> {
     })
 }
 
+/// pip takes a file for a release of `project` only if its file name says
+/// so: a wheel's name part must normalize to it, and an sdist's file name
+/// must start with it (pip splits the version off after the first `-` whose
+/// prefix does), followed by a valid version.
+fn check_name_and_version(
+    c: &Candidate,
+    file_name: &str,
+    raw: &str,
+    project: &str,
+) -> Result<(), (ProblemKind, String)> {
+    let mismatch = || {
+        (
+            ProblemKind::NameMismatch,
+            format!(
+                "the file name is for project {file_name:?} but the metadata says {raw:?}, so pip would not find it"
+            ),
+        )
+    };
+    if c.kind.is_wheel() {
+        // The version was checked with the file name.
+        return if name::normalize(file_name) == project {
+            Ok(())
+        } else {
+            Err(mismatch())
+        };
+    }
+    let stem = c
+        .filename
+        .get(..c.filename.len() - c.kind.extension().len())
+        .unwrap_or_default();
+    let version = name::sdist_version(stem, project).ok_or_else(mismatch)?;
+    name::check_version(version).map_err(|why| {
+        (
+            ProblemKind::BadFilename,
+            format!("not a valid sdist file name: {why}"),
+        )
+    })
+}
+
 /// The file's sha256 and its core metadata bytes (`None`: an sdist without
 /// PKG-INFO), from a single pass over small files.
 fn hash_and_metadata(c: &Candidate) -> Result<(String, Option<Vec<u8>>), Problem> {
     let unreadable =
-        |e: io::Error| Problem::new(&c.path, ProblemKind::Unreadable, format!("{e}; skipped"));
+        |e: io::Error| Problem::new(c.shown(), ProblemKind::Unreadable, format!("{e}; skipped"));
     let mut file = fs::File::open(&c.path).map_err(unreadable)?;
     let size = file.metadata().map_err(unreadable)?.len();
     let (sha256, meta) = if size <= SLURP_LIMIT {
@@ -101,7 +140,11 @@ fn hash_and_metadata(c: &Candidate) -> Result<(String, Option<Vec<u8>>), Problem
     };
     let meta = meta.map_err(|e| match e {
         metadata::MetadataError::Io(e) => unreadable(e),
-        e => Problem::new(&c.path, ProblemKind::BrokenArchive, format!("{e}; skipped")),
+        e => Problem::new(
+            c.shown(),
+            ProblemKind::BrokenArchive,
+            format!("{e}; skipped"),
+        ),
     })?;
     Ok((sha256, meta))
 }

@@ -3,15 +3,16 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::apply::{self, Tree};
+use super::apply::{self, Placed, Tree};
 use super::parallel::par_map;
-use super::plan::{self, Mode, ReadResults, Why};
+use super::plan::{self, Mode, Outcome, ReadResults};
 use super::progress::{PhaseTimer, Progress};
 use super::read::{self, Processed};
 use super::report::{io_err, Error, Problem, Report};
@@ -20,29 +21,44 @@ use super::STATE_DIR;
 use crate::fsutil;
 use crate::state::State;
 
+/// How a run may treat the mirror.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Access {
+    pub jobs: usize,
+    pub progress: bool,
+    /// Change nothing, not even create the mirror directory or its lock.
+    pub read_only: bool,
+}
+
 /// An open mirror: locked against other runs, its state loaded.
 pub(crate) struct Run {
-    pub out: PathBuf,
-    /// (device, inode) of the mirror directory, to recognise it in a scan.
-    pub out_id: (u64, u64),
+    /// As the caller gave it, so messages name the path the user typed.
+    out: PathBuf,
+    /// (device, inode) of the mirror directory, to recognise it in a scan;
+    /// `None` when it does not exist yet (read-only runs).
+    pub out_id: Option<(u64, u64)>,
     state_path: PathBuf,
     state: State,
     jobs: usize,
     progress: bool,
+    read_only: bool,
     // Held for the whole run; released on drop.
-    _lock: Flock<fs::File>,
+    _lock: Option<Flock<fs::File>>,
 }
 
 impl Run {
-    pub(crate) fn open(out: &Path, jobs: usize, progress: bool) -> Result<Self, Error> {
-        match fs::metadata(out) {
-            Ok(md) if !md.is_dir() => return Err(Error::NotADirectory(out.to_owned())),
-            _ => {}
-        }
+    pub(crate) fn open(out: &Path, access: Access) -> Result<Self, Error> {
         let state_dir = out.join(STATE_DIR);
-        fs::create_dir_all(&state_dir).map_err(io_err(&state_dir))?;
-        let lock = lock(out, &state_dir.join("lock"))?;
-        let md = fs::metadata(out).map_err(io_err(out))?;
+        let lock = if access.read_only {
+            open_read_only(out, &state_dir)?
+        } else {
+            Some(open_writable(out, &state_dir)?)
+        };
+        let out_id = match fs::metadata(out) {
+            Ok(md) => Some((md.dev(), md.ino())),
+            Err(e) if access.read_only && e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(out)(e)),
+        };
         let state_path = state_dir.join("state");
         let t = Instant::now();
         let state = State::load(&state_path).map_err(io_err(&state_path))?;
@@ -51,18 +67,18 @@ impl Run {
             state.entries.len(),
             t.elapsed()
         );
-        let jobs = if jobs == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            jobs
+        let jobs = match access.jobs {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         };
         Ok(Self {
             out: out.to_owned(),
-            out_id: (md.dev(), md.ino()),
+            out_id,
             state_path,
             state,
             jobs,
-            progress,
+            progress: access.progress,
+            read_only: access.read_only,
             _lock: lock,
         })
     }
@@ -95,71 +111,141 @@ impl Run {
 
         let mut plan = plan::decide(&groups, &entries, &read, &facts, mode);
         note_all(&mut problems, std::mem::take(&mut plan.problems));
-        for d in plan.dropped.iter().filter(|d| d.why == Why::Gone) {
+        for e in &plan.gone {
             log::warn!(
-                "{}: gone from the mirror tree, dropping it from the index",
-                self.out
-                    .join(&d.entry.project)
-                    .join(&d.entry.filename)
-                    .display()
+                "{}: missing or changed in the mirror tree, and no source has it: dropped from the index",
+                self.out.join(&e.project).join(&e.filename).display()
             );
         }
         phase.done("decide");
 
-        let placed = tree.place_all(&plan.placements, self.jobs, &progress)?;
+        let placed = if self.read_only {
+            Placed::default()
+        } else {
+            tree.place_all(&plan.placements, self.jobs, &progress)?
+        };
         note_all(&mut problems, placed.problems);
         phase.done("place");
 
-        let outcome = plan::settle(entries, plan, &placed.failed, &facts, mode);
+        let skipped_any = !problems.is_empty();
+        let outcome = plan::settle(entries, plan, &placed.failed, &facts, mode, skipped_any);
         phase.done("prune+group");
-        tree.sync_placed(placed.many)?;
-        phase.done("sync");
-        let many = tree.publish(&outcome, placed.many, self.jobs)?;
-        phase.done("pages");
+        if !self.read_only {
+            self.publish(&tree, &outcome, placed.many, &mut phase)?;
+        }
+        progress.finish();
+        Ok(report(outcome, to_read.len(), problems, self.read_only))
+    }
 
-        apply::save_state(&self.state_path, self.state.records, &outcome, many)?;
+    /// Make the placed files durable, publish the pages, delete, and log the
+    /// state last: if we crash before that, the next run redoes the work.
+    fn publish(
+        &self,
+        tree: &Tree<'_>,
+        outcome: &Outcome,
+        many: bool,
+        phase: &mut PhaseTimer,
+    ) -> Result<(), Error> {
+        tree.sync_placed(many)?;
+        phase.done("sync");
+        let many = tree.publish(outcome, many, self.jobs)?;
+        phase.done("pages");
+        apply::save_state(&self.state_path, self.state.records, outcome, many)?;
         if many {
             fsutil::sync_fs(&self.out).map_err(io_err(&self.out))?;
         }
         phase.done("state+sync");
-        progress.finish();
+        Ok(())
+    }
+}
 
-        Ok(Report {
-            files: outcome.entries.len(),
-            projects: outcome.projects,
-            pages_written: outcome.pages.clone(),
-            root_written: outcome.write_root,
-            hashed: to_read.len(),
-            added: outcome.added,
-            updated: outcome.updated,
-            removed: outcome.deleted,
-            unchanged: outcome.unchanged,
-            problems,
-        })
+fn report(outcome: Outcome, hashed: usize, problems: Vec<Problem>, dry_run: bool) -> Report {
+    Report {
+        files: outcome.entries.len(),
+        projects: outcome.projects,
+        pages_written: outcome.pages,
+        root_written: outcome.write_root,
+        hashed,
+        added: outcome.added,
+        updated: outcome.updated,
+        removed: outcome.deleted,
+        prune_withheld: outcome.prune_withheld,
+        kept_recorded: outcome.kept_recorded,
+        unchanged: outcome.unchanged,
+        problems,
+        dry_run,
+    }
+}
+
+/// Create the mirror directory and its state directory if need be, and
+/// take the lock. Errors name the mirror directory as given.
+fn open_writable(out: &Path, state_dir: &Path) -> Result<Flock<fs::File>, Error> {
+    if fs::metadata(out).is_ok_and(|md| !md.is_dir()) {
+        return Err(Error::NotADirectory(out.to_owned()));
+    }
+    fs::create_dir_all(out).map_err(|source| Error::CannotCreate {
+        path: out.to_owned(),
+        source,
+    })?;
+    let unwritable = |source| Error::Unwritable {
+        path: out.to_owned(),
+        source,
+    };
+    fs::create_dir_all(state_dir).map_err(unwritable)?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join("lock"))
+        .map_err(unwritable)?;
+    lock(
+        out,
+        file,
+        FlockArg::LockExclusiveNonblock,
+        FlockArg::LockExclusive,
+    )
+}
+
+/// Share the lock of an existing mirror, so a writer is not seen half-way;
+/// nothing to lock (and nothing created) when there is no mirror yet.
+fn open_read_only(out: &Path, state_dir: &Path) -> Result<Option<Flock<fs::File>>, Error> {
+    match fs::metadata(out) {
+        Ok(md) if !md.is_dir() => return Err(Error::NotADirectory(out.to_owned())),
+        _ => {}
+    }
+    match fs::File::open(state_dir.join("lock")) {
+        Ok(file) => lock(
+            out,
+            file,
+            FlockArg::LockSharedNonblock,
+            FlockArg::LockShared,
+        )
+        .map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(out)(e)),
     }
 }
 
 /// Serialise runs on one mirror: two at once would interleave renames and
 /// state appends. The second one says why it waits.
-fn lock(out: &Path, path: &Path) -> Result<Flock<fs::File>, Error> {
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io_err(path))?;
-    let to_error = |e: nix::errno::Errno| Error::Io {
-        path: path.to_owned(),
+fn lock(
+    out: &Path,
+    file: fs::File,
+    try_first: FlockArg,
+    then_wait: FlockArg,
+) -> Result<Flock<fs::File>, Error> {
+    let to_error = |e: nix::errno::Errno| Error::Unwritable {
+        path: out.to_owned(),
         source: e.into(),
     };
-    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+    match Flock::lock(file, try_first) {
         Ok(l) => Ok(l),
         Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
             log::info!(
                 "{}: waiting for another pypi-mirror run to finish",
                 out.display()
             );
-            Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| to_error(e))
+            Flock::lock(f, then_wait).map_err(|(_, e)| to_error(e))
         }
         Err((_, e)) => Err(to_error(e)),
     }

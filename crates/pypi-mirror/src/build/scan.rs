@@ -15,24 +15,55 @@ pub(crate) struct Candidate {
     /// Absolute, so the source recorded in the state means the same thing
     /// whichever directory the next run starts from.
     pub path: PathBuf,
+    /// The path as the user spelled it, when that differs from `path`.
+    pub given: Option<PathBuf>,
     pub filename: String,
     pub kind: ArchiveKind,
     pub stamp: Stamp,
+}
+
+impl Candidate {
+    /// The path for messages: the user's spelling of it.
+    pub(crate) fn shown(&self) -> &Path {
+        self.given.as_deref().unwrap_or(&self.path)
+    }
+}
+
+/// A path the user gave, and its absolute form (which is what the state
+/// records).
+#[derive(Debug, Clone)]
+pub(crate) struct GivenPath {
+    pub absolute: PathBuf,
+    pub given: PathBuf,
+}
+
+impl GivenPath {
+    /// How to show `path`, which lies under `self.absolute`, in the user's
+    /// spelling; `None` when that is `path` itself.
+    fn shown(&self, path: &Path) -> Option<PathBuf> {
+        if self.given == self.absolute {
+            return None;
+        }
+        path.strip_prefix(&self.absolute)
+            .ok()
+            .map(|rest| self.given.join(rest))
+    }
 }
 
 /// Walk `root` recursively for archives. A mirror nested inside a source
 /// directory is skipped so it is not indexed into itself, unless the root is
 /// the mirror (re-indexing in place).
 pub(crate) fn scan_dir(
-    root: &Path,
-    out_id: &(u64, u64),
+    root: &GivenPath,
+    out_id: Option<(u64, u64)>,
     found: &mut Vec<Candidate>,
     problems: &mut Vec<Problem>,
 ) {
-    let is_out = fs::metadata(root).is_ok_and(|m| (m.dev(), m.ino()) == *out_id);
-    let mut stack = vec![root.to_owned()];
+    let id = |m: &fs::Metadata| Some((m.dev(), m.ino()));
+    let is_out = fs::metadata(&root.absolute).is_ok_and(|m| id(&m) == out_id);
+    let mut stack = vec![root.absolute.clone()];
     while let Some(dir) = stack.pop() {
-        let Some(names) = list_dir(&dir, problems) else {
+        let Some(names) = list_dir(&dir, root, problems) else {
             continue;
         };
         let mut subdirs = Vec::new();
@@ -43,7 +74,7 @@ pub(crate) fn scan_dir(
                     // Dangling symlinks and races with deleters end up here.
                     if ArchiveKind::from_filename(&name).is_some() {
                         problems.push(Problem::new(
-                            &path,
+                            &root.shown(&path).unwrap_or(path),
                             ProblemKind::Unreadable,
                             format!("{e}; skipped"),
                         ));
@@ -52,7 +83,7 @@ pub(crate) fn scan_dir(
                 }
             };
             if md.is_dir() {
-                if !is_out && (md.dev(), md.ino()) == *out_id {
+                if !is_out && id(&md) == out_id {
                     log::debug!("{}: is the mirror itself, not scanning it", path.display());
                     continue;
                 }
@@ -60,6 +91,7 @@ pub(crate) fn scan_dir(
             } else if md.is_file() {
                 if let Some(kind) = ArchiveKind::from_filename(&name) {
                     found.push(Candidate {
+                        given: root.shown(&path),
                         path,
                         filename: name,
                         kind,
@@ -75,10 +107,14 @@ pub(crate) fn scan_dir(
 
 /// The visible entries of `dir`, sorted by name so "first source wins" is
 /// deterministic; `None` (and a problem) if it cannot be read.
-fn list_dir(dir: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(String, PathBuf)>> {
+fn list_dir(
+    dir: &Path,
+    root: &GivenPath,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<(String, PathBuf)>> {
     let unreadable = |e: std::io::Error| {
         Problem::new(
-            dir,
+            root.shown(dir).as_deref().unwrap_or(dir),
             ProblemKind::Unreadable,
             format!("cannot read directory: {e}"),
         )
@@ -114,47 +150,39 @@ fn list_dir(dir: &Path, problems: &mut Vec<Problem>) -> Option<Vec<(String, Path
     Some(names)
 }
 
-/// Turn the (absolute) paths given to `add` into candidates; anything that
-/// is not an existing archive file becomes a problem instead.
+/// Turn the paths given to `add` into candidates; anything that is not an
+/// existing archive file becomes a problem instead.
 pub(crate) fn given_files(
-    paths: &[PathBuf],
+    paths: &[GivenPath],
     found: &mut Vec<Candidate>,
     problems: &mut Vec<Problem>,
 ) {
-    for path in paths {
-        let Some(filename) = path.file_name().and_then(|n| n.to_str()) else {
-            problems.push(Problem::new(
-                path,
-                ProblemKind::BadFilename,
-                "not a file name",
-            ));
+    for p in paths {
+        let problem = |kind, message: String| Problem::new(&p.given, kind, message);
+        let Some(filename) = p.absolute.file_name().and_then(|n| n.to_str()) else {
+            problems.push(problem(ProblemKind::BadFilename, "not a file name".into()));
             continue;
         };
         let Some(kind) = ArchiveKind::from_filename(filename) else {
-            problems.push(Problem::new(
-                path,
+            problems.push(problem(
                 ProblemKind::NotAnArchive,
-                "not a wheel or sdist (.whl, .tar.gz, .zip); skipped",
+                "not a wheel or sdist (.whl, .tar.gz, .zip); skipped".into(),
             ));
             continue;
         };
-        match fs::metadata(path) {
+        match fs::metadata(&p.absolute) {
             Ok(md) if md.is_file() => found.push(Candidate {
-                path: path.clone(),
+                path: p.absolute.clone(),
+                given: (p.given != p.absolute).then(|| p.given.clone()),
                 filename: filename.to_owned(),
                 kind,
                 stamp: Stamp::of(&md),
             }),
-            Ok(_) => problems.push(Problem::new(
-                path,
+            Ok(_) => problems.push(problem(
                 ProblemKind::Unreadable,
-                "not a regular file; skipped",
+                "not a regular file; skipped".into(),
             )),
-            Err(e) => problems.push(Problem::new(
-                path,
-                ProblemKind::Unreadable,
-                format!("{e}; skipped"),
-            )),
+            Err(e) => problems.push(problem(ProblemKind::Unreadable, format!("{e}; skipped"))),
         }
     }
 }
