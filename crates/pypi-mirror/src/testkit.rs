@@ -16,6 +16,12 @@ use std::time::Duration;
 /// Environment variable overriding where [`tools_venv`] puts its venv.
 pub const VENV_ENV: &str = "PYPI_MIRROR_TOOLS_VENV";
 
+/// The pip release the tests install, pinned so that a new upstream
+/// release cannot change a result.
+pub const PIP_VERSION: &str = "26.3";
+/// The uv release the tests install (the element's tests use the same).
+pub const UV_VERSION: &str = "0.13.9";
+
 /// The Cargo target directory of the running test or bench binary
 /// (`target/<profile>/deps/<binary>` → `target`), falling back to the system
 /// temp directory.
@@ -80,12 +86,17 @@ impl Tools {
 }
 
 /// Create (once; later calls and later runs reuse it) a venv under the target
-/// directory with the newest pip and uv, using the host's normal pip
-/// configuration to reach the package registry.
+/// directory with pip [`PIP_VERSION`] and uv [`UV_VERSION`], using the
+/// host's normal pip configuration to reach the package registry. The
+/// versions are in the directory's name, so a change of pin makes a new one.
 pub fn tools_venv() -> io::Result<Tools> {
     let dir = std::env::var_os(VENV_ENV)
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("pypi-mirror-tools-venv"));
+        .unwrap_or_else(|| {
+            target_dir().join(format!(
+                "pypi-mirror-tools-venv-pip{PIP_VERSION}-uv{UV_VERSION}"
+            ))
+        });
     let tools = Tools {
         python: dir.join("bin/python"),
         uv: dir.join("bin/uv"),
@@ -110,9 +121,8 @@ pub fn tools_venv() -> io::Result<Tools> {
         "pip",
         "install",
         "-q",
-        "--upgrade",
-        "pip",
-        "uv",
+        &format!("pip=={PIP_VERSION}"),
+        &format!("uv=={UV_VERSION}"),
     ]))?;
     fs::write(&ready, b"")?;
     Ok(tools)
