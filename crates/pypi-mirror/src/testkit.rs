@@ -64,7 +64,7 @@ impl Tools {
     pub fn dir2pi(&self) -> io::Result<PathBuf> {
         let dir2pi = self.dir.join("bin/dir2pi");
         if !dir2pi.exists() {
-            let _lock = lock(&self.dir.with_extension("lock"))?;
+            let _lock = lock(&lock_path(&self.dir))?;
             if !dir2pi.exists() {
                 // pip2pi 0.8.2 (2021) is the last release; pinned so the
                 // comparison cannot change silently. It imports
@@ -110,7 +110,7 @@ pub fn tools_venv() -> io::Result<Tools> {
         fs::create_dir_all(parent)?;
     }
     // Test binaries run concurrently; one creates, the others wait.
-    let _lock = lock(&dir.with_extension("lock"))?;
+    let _lock = lock(&lock_path(&dir))?;
     if ready.exists() {
         return Ok(tools);
     }
@@ -126,6 +126,14 @@ pub fn tools_venv() -> io::Result<Tools> {
     ]))?;
     fs::write(&ready, b"")?;
     Ok(tools)
+}
+
+/// `DIR.lock` beside the venv (not `with_extension`: the venv's name
+/// holds version numbers with dots).
+fn lock_path(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 fn lock(path: &Path) -> io::Result<nix::fcntl::Flock<fs::File>> {
