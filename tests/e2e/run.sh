@@ -2,11 +2,12 @@
 # End-to-end test of the pypi element in real diskimage-builder builds.
 #
 #   tests/e2e/run.sh [--dib-venv DIR] [--work DIR] [--elements DIR]
-#                    [--builds "file http"] [--keep]
+#                    [--builds "file http user"] [--keep]
 #
 # 1. builds the element with `cargo xtask element --out WORK/elements`
 #    (or takes an already assembled one from --elements DIR) and runs
-#    DIB's dib-lint over it, with no ignore settings;
+#    DIB's dib-lint over it, with no ignore settings; builds the test
+#    tool pypi-mirror when a build needs it;
 # 2. runs disk-image-create -t tar debian-minimal pypi pypi-test builds:
 #    "file"     the element's defaults: a PEP 503 mirror in
 #               $DIB_IMAGE_CACHE/pypi/mirror (file:///tmp/pypi), upstream
@@ -15,6 +16,9 @@
 #               DIB_PYPI_MIRROR_URL (with a user and password),
 #               DIB_PYPI_MIRROR_URL_1 wrong (404), DIB_PYPI_MIRROR_URL_2
 #               and DIB_PYPI_MIRROR_URL_10 working, DIB_OFFLINE=1, -x;
+#    "user"     as the ordinary user $E2E_USER (password-less sudo), with
+#               DIB_IMAGE_CACHE unset: the mirror is that user's
+#               ~/.cache/image-create/pypi/mirror;
 # 3. opens each tar and checks what the element must leave (and not
 #    leave) in the image, the build log, and the host: every host check
 #    is scoped to its own build (its DIB build dir, its mirror), so other
@@ -27,11 +31,15 @@
 #   --dib-venv DIR   venv with diskimage-builder [DIB_VENV, /opt/dib-venv]
 #   --work DIR       work dir [E2E_WORK, <repo>/target/e2e]
 #   --elements DIR   use DIR/pypi instead of building it [E2E_ELEMENTS]
-#   --builds LIST    which builds to run [E2E_BUILDS, "file http"]
+#   --builds LIST    which builds to run [E2E_BUILDS, "file http user"];
+#                    one of file, http, user each
 #   --keep           keep the extracted image trees [E2E_KEEP=1]
 # Other environment:
-#   E2E_IMAGE_CACHE        DIB_IMAGE_CACHE [WORK/cache]; holds the
-#                          debootstrap tarball (reused by later builds)
+#   E2E_IMAGE_CACHE        DIB_IMAGE_CACHE of the root builds [WORK/cache];
+#                          holds the debootstrap tarball (reused by later
+#                          builds)
+#   E2E_USER               the ordinary build user [dib-e2e] (.ci/install-deps
+#                          creates it)
 #   E2E_UV_WHEEL           a uv wheel to use instead of downloading one
 #   E2E_UV_SPEC            what `pip download` fetches ["uv"]
 #   E2E_BUILD_TIMEOUT      seconds per disk-image-create [1200]
@@ -48,8 +56,9 @@ REPO=$(cd "$HERE/../.." && pwd)
 DIB_VENV=${DIB_VENV:-/opt/dib-venv}
 WORK=${E2E_WORK:-$REPO/target/e2e}
 ELEMENTS_SRC=${E2E_ELEMENTS:-}
-BUILDS=${E2E_BUILDS:-file http}
+BUILDS=${E2E_BUILDS:-file http user}
 KEEP=${E2E_KEEP:-0}
+E2E_USER=${E2E_USER:-dib-e2e}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -73,6 +82,8 @@ PROBE=dib-pypi-e2e-probe
 PROBE_MODULE=dib_pypi_e2e_probe
 SEED=$HERE/elements/pypi-test/pypi-test-data/seed-pip.conf
 PY=$DIB_VENV/bin/python
+# the test tool, built by `cargo build` below when a build needs it
+PYPI_MIRROR=${CARGO_TARGET_DIR:-$REPO/target}/debug/pypi-mirror
 
 if [ "$(id -u)" -eq 0 ]; then
     SUDO=
@@ -80,10 +91,13 @@ else
     SUDO=sudo
 fi
 
+NEED_USER=0
+NEED_TOOLS=0
 for build in $BUILDS; do
     case "$build" in
         file|http) ;;
-        *) echo "run.sh: unknown build '$build' (file, http)" >&2; exit 2 ;;
+        user) NEED_USER=1; NEED_TOOLS=1 ;;
+        *) echo "run.sh: unknown build '$build' (file, http, user)" >&2; exit 2 ;;
     esac
 done
 
@@ -221,6 +235,9 @@ extract() {
     $SUDO tar --numeric-owner -xpf "$1" -C "$2"
 }
 
+# Run a command as the ordinary build user.
+as_user() { $SUDO runuser -u "$E2E_USER" -- "$@"; }
+
 # The DIB build dir (TMP_BUILD_DIR) that a build log names:
 # "Building in /tmp/dib_build.XXXXXXXX".
 build_dir_of() {
@@ -353,7 +370,8 @@ for tool in "$DIB_VENV/bin/disk-image-create" "$DIB_VENV/bin/dib-lint"; do
         exit 1
     fi
 done
-for tool in debootstrap sudo losetup mkfs.ext4 fstrim mount findmnt mountpoint file git; do
+for tool in debootstrap sudo losetup mkfs.ext4 fstrim mount findmnt mountpoint file git \
+    runuser flock; do
     if ! command -v "$tool" >/dev/null; then
         not_ok "host tool $tool missing (run .ci/install-deps)"
         exit 1
@@ -412,6 +430,48 @@ check "element carries no '# dib-lint:' exclusions" \
 check "dib-lint passes on the test element pypi-test" lint pypi-test "$HERE/elements/pypi-test"
 timing "dib-lint" $(($(date +%s) - t))
 
+# The test tool pypi-mirror: it builds the user build's mirror.
+if [ "$NEED_TOOLS" = 1 ]; then
+    t=$(date +%s)
+    say "cargo build -p pypi-mirror --bin pypi-mirror"
+    if ! (cd "$REPO" && cargo build --locked -p pypi-mirror --bin pypi-mirror) \
+        > "$WORK/tools.log" 2>&1; then
+        tail -n 40 "$WORK/tools.log"
+        not_ok "cargo build of pypi-mirror (log: $WORK/tools.log)"
+        exit 1
+    fi
+    timing "tools (cargo build)" $(($(date +%s) - t))
+fi
+
+# The ordinary build user, as .ci/install-deps creates it: it must exist,
+# have password-less sudo, and reach everything its build reads.
+if [ "$NEED_USER" = 1 ]; then
+    if ! UHOME=$(getent passwd "$E2E_USER" | cut -d: -f6) || [ -z "$UHOME" ]; then
+        not_ok "build user $E2E_USER exists (run .ci/install-deps)"
+        exit 1
+    fi
+    UCACHE=$UHOME/.cache/image-create
+    UMIRROR=$UCACHE/pypi/mirror
+    if ! as_user sudo -n true; then
+        not_ok "build user $E2E_USER has password-less sudo (run .ci/install-deps)"
+        exit 1
+    fi
+    if ! as_user test -r "$ELEMENTS/pypi/README.rst" -a -r "$HERE/elements/pypi-test/README.rst" \
+        -a -x "$DIB_VENV/bin/disk-image-create" -a -x "$PYPI_MIRROR"; then
+        not_ok "build user $E2E_USER can read the elements and the DIB venv, and run pypi-mirror"
+        exit 1
+    fi
+    # The user's ~/.cache/image-create is one per host: one run at a time.
+    exec {user_lock}>"/run/lock/dib-pypi-e2e-$E2E_USER.lock"
+    if ! flock -n "$user_lock"; then
+        say "waiting for another e2e run that uses $E2E_USER's cache"
+        if ! flock -w "$BUILD_TIMEOUT" "$user_lock"; then
+            not_ok "no other e2e run holds $E2E_USER's cache (/run/lock/dib-pypi-e2e-$E2E_USER.lock)"
+            exit 1
+        fi
+    fi
+fi
+
 # 2. mirror contents ---------------------------------------------------------
 
 t=$(date +%s)
@@ -448,6 +508,7 @@ mkwheel file 1.0       # build "file": the local mirror
 mkwheel http-2 1.0     # build "http": DIB_PYPI_MIRROR_URL_2
 mkwheel http-10 2.0    # build "http": DIB_PYPI_MIRROR_URL_10
 mkwheel decoy 9.0      # build "http": the local mirror, must not be used
+mkwheel user 1.0       # build "user": the user's mirror
 timing "mirror contents" $(($(date +%s) - t))
 
 # 3. builds ------------------------------------------------------------------
@@ -463,11 +524,29 @@ DIB_VARS=(
     "DIB_DEBOOTSTRAP_CACHE=1"
     "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1"
 )
+# The ordinary user's whole environment: a login's, nothing of the
+# caller's (so no DIB_IMAGE_CACHE: DIB defaults it to
+# ~/.cache/image-create).  The sbin directories are on PATH because DIB
+# runs fstrim and debootstrap --version without sudo, and Debian keeps
+# them in /usr/sbin.
+if [ "$NEED_USER" = 1 ]; then
+    USER_ENV=(
+        "HOME=$UHOME" "USER=$E2E_USER" "LOGNAME=$E2E_USER" "SHELL=/bin/bash" "LANG=C.UTF-8"
+        "PATH=$DIB_VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    )
+    for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+        if [ -n "${!v:-}" ]; then
+            USER_ENV+=("$v=${!v}")
+        fi
+    done
+fi
+
 # dib_start NAME MODE MIRROR [VAR=VALUE...] [-- DIB-OPTIONS...]
 # Start one disk-image-create in the background.  MIRROR is the host
 # directory the element is to mount (its state now is what the build
 # must leave).  MODE:
 #   caller   as whoever runs this script (root in CI), DIB_IMAGE_CACHE=$CACHE
+#   user     as $E2E_USER, with that user's login environment only
 dib_start() {
     local name=$1 mode=$2 mirror=$3
     shift 3
@@ -489,6 +568,11 @@ dib_start() {
             BUILD_WHAT[$name]="as $(id -un)"
             run=(env "${UNSET_ARGS[@]}" "PATH=$DIB_VENV/bin:$PATH" "DIB_IMAGE_CACHE=$CACHE"
                 "${DIB_VARS[@]}" "${envs[@]}")
+            ;;
+        user)
+            BUILD_WHAT[$name]="as $E2E_USER"
+            $SUDO chown "$E2E_USER:" "$b"
+            run=($SUDO runuser -u "$E2E_USER" -- env -i "${USER_ENV[@]}" "${DIB_VARS[@]}" "${envs[@]}")
             ;;
     esac
     say "build $name (${BUILD_WHAT[$name]}): disk-image-create ${opts[*]} -t tar debian-minimal pypi pypi-test (log: $b/build.log)"
@@ -662,6 +746,63 @@ element_files_in_image() {
         awk 'NR == FNR { want[$1] = 1; next } ($1 in want) { print $2 }' <(echo "$sums") -
 }
 
+# The user build's mirror: uv and probe ROLE, built by
+# pypi-mirror into DIR, by the user when OWNER is "user" (its own cache).
+make_mirror() {
+    local dir=$1 role=$2 owner=$3
+    local src=$WORK/mirror-src/$role
+    local as=()
+    $SUDO rm -rf "$src" "$dir"
+    mkdir -p "$src"
+    cp "$UV_WHEEL" "$WHEELS/$role"/*.whl "$src/"
+    if [ "$owner" = user ]; then
+        as=(as_user)
+        $SUDO chown -R "$E2E_USER:" "$src"
+        as_user mkdir -p "$(dirname "$dir")"
+    else
+        mkdir -p "$(dirname "$dir")"
+    fi
+    "${as[@]}" "$PYPI_MIRROR" build -q --from "$src" --out "$dir"
+}
+
+# Seed the user's cache from the root builds' one, so the user build
+# neither debootstraps nor downloads what they already have: the
+# debootstrap tarball (copied: DIB rewrites it in place with
+# DIB_DEBOOTSTRAP_CACHE=1 when it is missing) and the .debs of DIB's
+# apt cache.  The user's apt cache stays its own directory (apt locks it
+# while it installs).
+seed_user_cache() {
+    local tarball=debootstrap-debian-$RELEASE-amd64.tar.gz deb n=0
+    as_user mkdir -p "$UCACHE/apt/debian"
+    if [ -f "$CACHE/$tarball" ] && ! cmp -s "$CACHE/$tarball" "$UCACHE/$tarball"; then
+        as_user cp "$CACHE/$tarball" "$UCACHE/$tarball.tmp"
+        as_user mv "$UCACHE/$tarball.tmp" "$UCACHE/$tarball"
+        say "seeded $UCACHE with the debootstrap tarball of $CACHE"
+    fi
+    for deb in "$CACHE"/apt/debian/*.deb; do
+        if [ -f "$deb" ] && [ ! -e "$UCACHE/apt/debian/${deb##*/}" ]; then
+            as_user cp "$deb" "$UCACHE/apt/debian/"
+            n=$((n + 1))
+        fi
+    done
+    if [ "$n" -gt 0 ]; then
+        say "seeded $UCACHE/apt/debian with $n .debs of $CACHE/apt/debian"
+    fi
+}
+
+# Checks of the build run by the ordinary user.
+user_checks() {
+    local r=$WORK/build-user/root
+    check "user: its root.d hooks ran as $E2E_USER, not root" \
+        has_line "$r/opt/pypi-test/after-root.d.txt" "user $E2E_USER"
+    # DIB's manifest records the DIB_* variables disk-image-create was
+    # started with (before it defaults DIB_IMAGE_CACHE); the common
+    # checks prove that the mirror mounted was the one under $UCACHE.
+    check "user: DIB ran with DIB_IMAGE_CACHE unset (none in DIB's record of its DIB_* variables)" \
+        no_image_cache_in "$WORK/build-user/image.d/dib-manifests/dib_environment"
+}
+no_image_cache_in() { [ -s "$1" ] && ! grep -q '^declare -x DIB_IMAGE_CACHE=' "$1"; }
+
 for build in $BUILDS; do
     case "$build" in
     file)
@@ -757,6 +898,16 @@ for build in $BUILDS; do
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=
+        ;;
+    user)
+        # As the ordinary user, DIB_IMAGE_CACHE unset: the mirror is the
+        # user's ~/.cache/image-create/pypi/mirror.
+        make_mirror "$UMIRROR" user user
+        seed_user_cache
+        if run_build user user "$UMIRROR" DIB_NO_PYPI_PIP=1; then
+            common_checks user "1.0 ${TOKEN[user]}" "1.0 ${TOKEN[user]}"
+            user_checks
+        fi
         ;;
     esac
     if [ "$KEEP" != 1 ]; then
