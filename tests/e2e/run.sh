@@ -2,12 +2,12 @@
 # End-to-end test of the pypi element in real diskimage-builder builds.
 #
 #   tests/e2e/run.sh [--dib-venv DIR] [--work DIR] [--elements DIR]
-#                    [--builds "file http user"] [--keep]
+#                    [--builds "file http user seccomp"] [--keep]
 #
 # 1. builds the element with `cargo xtask element --out WORK/elements`
 #    (or takes an already assembled one from --elements DIR) and runs
 #    DIB's dib-lint over it, with no ignore settings; builds the test
-#    tool pypi-mirror when a build needs it;
+#    tools seccomp-run and pypi-mirror when a build needs them;
 # 2. runs disk-image-create -t tar debian-minimal pypi pypi-test builds:
 #    "file"     the element's defaults: a PEP 503 mirror in
 #               $DIB_IMAGE_CACHE/pypi/mirror (file:///tmp/pypi), upstream
@@ -19,6 +19,9 @@
 #    "user"     as the ordinary user $E2E_USER (password-less sudo), with
 #               DIB_IMAGE_CACHE unset: the mirror is that user's
 #               ~/.cache/image-create/pypi/mirror;
+#    "seccomp"  as root, the whole disk-image-create under
+#               `seccomp-run linux-4.18 --`: every syscall newer than
+#               Linux 4.18 (openat2 included) answers ENOSYS;
 # 3. opens each tar and checks what the element must leave (and not
 #    leave) in the image, the build log, and the host: every host check
 #    is scoped to its own build (its DIB build dir, its mirror), so other
@@ -31,8 +34,8 @@
 #   --dib-venv DIR   venv with diskimage-builder [DIB_VENV, /opt/dib-venv]
 #   --work DIR       work dir [E2E_WORK, <repo>/target/e2e]
 #   --elements DIR   use DIR/pypi instead of building it [E2E_ELEMENTS]
-#   --builds LIST    which builds to run [E2E_BUILDS, "file http user"];
-#                    one of file, http, user each
+#   --builds LIST    which builds to run [E2E_BUILDS, "file http user seccomp"];
+#                    one of file, http, user, seccomp each
 #   --keep           keep the extracted image trees [E2E_KEEP=1]
 # Other environment:
 #   E2E_IMAGE_CACHE        DIB_IMAGE_CACHE of the root builds [WORK/cache];
@@ -40,6 +43,8 @@
 #                          builds)
 #   E2E_USER               the ordinary build user [dib-e2e] (.ci/install-deps
 #                          creates it)
+#   E2E_SECCOMP_PROFILE    seccomp-run profile of the seccomp build
+#                          [linux-4.18]
 #   E2E_UV_WHEEL           a uv wheel to use instead of downloading one
 #   E2E_UV_SPEC            what `pip download` fetches ["uv"]
 #   E2E_BUILD_TIMEOUT      seconds per disk-image-create [1200]
@@ -56,9 +61,10 @@ REPO=$(cd "$HERE/../.." && pwd)
 DIB_VENV=${DIB_VENV:-/opt/dib-venv}
 WORK=${E2E_WORK:-$REPO/target/e2e}
 ELEMENTS_SRC=${E2E_ELEMENTS:-}
-BUILDS=${E2E_BUILDS:-file http user}
+BUILDS=${E2E_BUILDS:-file http user seccomp}
 KEEP=${E2E_KEEP:-0}
 E2E_USER=${E2E_USER:-dib-e2e}
+SECCOMP_PROFILE=${E2E_SECCOMP_PROFILE:-linux-4.18}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -82,8 +88,10 @@ PROBE=dib-pypi-e2e-probe
 PROBE_MODULE=dib_pypi_e2e_probe
 SEED=$HERE/elements/pypi-test/pypi-test-data/seed-pip.conf
 PY=$DIB_VENV/bin/python
-# the test tool, built by `cargo build` below when a build needs it
-PYPI_MIRROR=${CARGO_TARGET_DIR:-$REPO/target}/debug/pypi-mirror
+# the test tools, built by `cargo build` below when a build needs them
+TOOLS=${CARGO_TARGET_DIR:-$REPO/target}/debug
+SECCOMP_RUN=$TOOLS/seccomp-run
+PYPI_MIRROR=$TOOLS/pypi-mirror
 
 if [ "$(id -u)" -eq 0 ]; then
     SUDO=
@@ -97,7 +105,8 @@ for build in $BUILDS; do
     case "$build" in
         file|http) ;;
         user) NEED_USER=1; NEED_TOOLS=1 ;;
-        *) echo "run.sh: unknown build '$build' (file, http, user)" >&2; exit 2 ;;
+        seccomp) NEED_TOOLS=1 ;;
+        *) echo "run.sh: unknown build '$build' (file, http, user, seccomp)" >&2; exit 2 ;;
     esac
 done
 
@@ -430,14 +439,15 @@ check "element carries no '# dib-lint:' exclusions" \
 check "dib-lint passes on the test element pypi-test" lint pypi-test "$HERE/elements/pypi-test"
 timing "dib-lint" $(($(date +%s) - t))
 
-# The test tool pypi-mirror: it builds the user build's mirror.
+# The test tools: seccomp-run (the seccomp build runs DIB under it) and
+# pypi-mirror (builds the mirrors of the user and seccomp builds).
 if [ "$NEED_TOOLS" = 1 ]; then
     t=$(date +%s)
-    say "cargo build -p pypi-mirror --bin pypi-mirror"
-    if ! (cd "$REPO" && cargo build --locked -p pypi-mirror --bin pypi-mirror) \
-        > "$WORK/tools.log" 2>&1; then
+    say "cargo build -p dib-pypi-tests --bin seccomp-run -p pypi-mirror --bin pypi-mirror"
+    if ! (cd "$REPO" && cargo build --locked -p dib-pypi-tests --bin seccomp-run \
+        -p pypi-mirror --bin pypi-mirror) > "$WORK/tools.log" 2>&1; then
         tail -n 40 "$WORK/tools.log"
-        not_ok "cargo build of pypi-mirror (log: $WORK/tools.log)"
+        not_ok "cargo build of seccomp-run and pypi-mirror (log: $WORK/tools.log)"
         exit 1
     fi
     timing "tools (cargo build)" $(($(date +%s) - t))
@@ -509,6 +519,7 @@ mkwheel http-2 1.0     # build "http": DIB_PYPI_MIRROR_URL_2
 mkwheel http-10 2.0    # build "http": DIB_PYPI_MIRROR_URL_10
 mkwheel decoy 9.0      # build "http": the local mirror, must not be used
 mkwheel user 1.0       # build "user": the user's mirror
+mkwheel seccomp 1.0    # build "seccomp" alone: its own mirror
 timing "mirror contents" $(($(date +%s) - t))
 
 # 3. builds ------------------------------------------------------------------
@@ -547,6 +558,9 @@ fi
 # must leave).  MODE:
 #   caller   as whoever runs this script (root in CI), DIB_IMAGE_CACHE=$CACHE
 #   user     as $E2E_USER, with that user's login environment only
+#   seccomp  as root, DIB_IMAGE_CACHE=$CACHE, the whole disk-image-create
+#            under `seccomp-run $SECCOMP_PROFILE --` (it and everything it
+#            starts inherit the filter)
 dib_start() {
     local name=$1 mode=$2 mirror=$3
     shift 3
@@ -573,6 +587,11 @@ dib_start() {
             BUILD_WHAT[$name]="as $E2E_USER"
             $SUDO chown "$E2E_USER:" "$b"
             run=($SUDO runuser -u "$E2E_USER" -- env -i "${USER_ENV[@]}" "${DIB_VARS[@]}" "${envs[@]}")
+            ;;
+        seccomp)
+            BUILD_WHAT[$name]="as root under seccomp-run $SECCOMP_PROFILE"
+            run=($SUDO env "${UNSET_ARGS[@]}" "PATH=$DIB_VENV/bin:$PATH" "DIB_IMAGE_CACHE=$CACHE"
+                "${DIB_VARS[@]}" "${envs[@]}" "$SECCOMP_RUN" "$SECCOMP_PROFILE" --)
             ;;
     esac
     say "build $name (${BUILD_WHAT[$name]}): disk-image-create ${opts[*]} -t tar debian-minimal pypi pypi-test (log: $b/build.log)"
@@ -746,7 +765,7 @@ element_files_in_image() {
         awk 'NR == FNR { want[$1] = 1; next } ($1 in want) { print $2 }' <(echo "$sums") -
 }
 
-# The user build's mirror: uv and probe ROLE, built by
+# The user's and the seccomp build's mirror: uv and probe ROLE, built by
 # pypi-mirror into DIR, by the user when OWNER is "user" (its own cache).
 make_mirror() {
     local dir=$1 role=$2 owner=$3
@@ -802,6 +821,24 @@ user_checks() {
         no_image_cache_in "$WORK/build-user/image.d/dib-manifests/dib_environment"
 }
 no_image_cache_in() { [ -s "$1" ] && ! grep -q '^declare -x DIB_IMAGE_CACHE=' "$1"; }
+
+# Checks of the build run under seccomp-run: the filter reached DIB's
+# hooks outside the chroot and the processes inside it.
+seccomp_checks() {
+    local o=$WORK/build-seccomp/root/opt/pypi-test want_openat2 want_faccessat2
+    case "$SECCOMP_PROFILE" in
+        linux-4.18) want_openat2=ENOSYS want_faccessat2=ENOSYS ;;
+        openat2-enosys) want_openat2=ENOSYS want_faccessat2=ok ;;
+        openat2-eperm) want_openat2=EPERM want_faccessat2=ok ;;
+        *) want_openat2="?" want_faccessat2="?" ;;
+    esac
+    check "seccomp: its root.d hooks ran under a seccomp filter (Seccomp: 2)" \
+        has_line "$o/after-root.d.txt" "seccomp 2"
+    check "seccomp: in the chroot openat2 answered $want_openat2 ($SECCOMP_PROFILE)" \
+        has_line "$o/during-build.txt" "syscall openat2 $want_openat2"
+    check "seccomp: in the chroot faccessat2 answered $want_faccessat2 ($SECCOMP_PROFILE)" \
+        has_line "$o/during-build.txt" "syscall faccessat2 $want_faccessat2"
+}
 
 for build in $BUILDS; do
     case "$build" in
@@ -907,6 +944,15 @@ for build in $BUILDS; do
         if run_build user user "$UMIRROR" DIB_NO_PYPI_PIP=1; then
             common_checks user "1.0 ${TOKEN[user]}" "1.0 ${TOKEN[user]}"
             user_checks
+        fi
+        ;;
+    seccomp)
+        # As root, the whole build under the seccomp filter, its own
+        # mirror in $DIB_IMAGE_CACHE/pypi/mirror.
+        make_mirror "$CACHE/pypi/mirror" seccomp root
+        if run_build seccomp seccomp "$CACHE/pypi/mirror" DIB_NO_PYPI_PIP=1; then
+            common_checks seccomp "1.0 ${TOKEN[seccomp]}" "1.0 ${TOKEN[seccomp]}"
+            seccomp_checks
         fi
         ;;
     esac
