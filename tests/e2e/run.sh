@@ -2,7 +2,7 @@
 # End-to-end test of the pypi element in real diskimage-builder builds.
 #
 #   tests/e2e/run.sh [--dib-venv DIR] [--work DIR] [--elements DIR]
-#                    [--builds "file http user seccomp"] [--keep]
+#                    [--builds "file http parallel"] [--keep]
 #
 # 1. builds the element with `cargo xtask element --out WORK/elements`
 #    (or takes an already assembled one from --elements DIR) and runs
@@ -22,6 +22,10 @@
 #    "seccomp"  as root, the whole disk-image-create under
 #               `seccomp-run linux-4.18 --`: every syscall newer than
 #               Linux 4.18 (openat2 included) answers ENOSYS;
+#    "parallel" "user" and "seccomp" at the same time, sharing one mirror
+#               directory (the root build's $DIB_IMAGE_CACHE/pypi/mirror
+#               is a symlink to the user's), while `pypi-mirror add` adds
+#               a wheel to it mid-build;
 # 3. opens each tar and checks what the element must leave (and not
 #    leave) in the image, the build log, and the host: every host check
 #    is scoped to its own build (its DIB build dir, its mirror), so other
@@ -34,8 +38,8 @@
 #   --dib-venv DIR   venv with diskimage-builder [DIB_VENV, /opt/dib-venv]
 #   --work DIR       work dir [E2E_WORK, <repo>/target/e2e]
 #   --elements DIR   use DIR/pypi instead of building it [E2E_ELEMENTS]
-#   --builds LIST    which builds to run [E2E_BUILDS, "file http user seccomp"];
-#                    one of file, http, user, seccomp each
+#   --builds LIST    which builds to run [E2E_BUILDS, "file http parallel"];
+#                    one of file, http, user, seccomp, parallel each
 #   --keep           keep the extracted image trees [E2E_KEEP=1]
 # Other environment:
 #   E2E_IMAGE_CACHE        DIB_IMAGE_CACHE of the root builds [WORK/cache];
@@ -61,7 +65,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 DIB_VENV=${DIB_VENV:-/opt/dib-venv}
 WORK=${E2E_WORK:-$REPO/target/e2e}
 ELEMENTS_SRC=${E2E_ELEMENTS:-}
-BUILDS=${E2E_BUILDS:-file http user seccomp}
+BUILDS=${E2E_BUILDS:-file http parallel}
 KEEP=${E2E_KEEP:-0}
 E2E_USER=${E2E_USER:-dib-e2e}
 SECCOMP_PROFILE=${E2E_SECCOMP_PROFILE:-linux-4.18}
@@ -88,6 +92,9 @@ PROBE=dib-pypi-e2e-probe
 PROBE_MODULE=dib_pypi_e2e_probe
 SEED=$HERE/elements/pypi-test/pypi-test-data/seed-pip.conf
 PY=$DIB_VENV/bin/python
+# the wheel `pypi-mirror add` puts into the shared mirror mid-build
+ADDED=dib-pypi-e2e-added
+ADDED_WHEEL_NAME=dib_pypi_e2e_added-1.0-py3-none-any.whl
 # the test tools, built by `cargo build` below when a build needs them
 TOOLS=${CARGO_TARGET_DIR:-$REPO/target}/debug
 SECCOMP_RUN=$TOOLS/seccomp-run
@@ -104,9 +111,9 @@ NEED_TOOLS=0
 for build in $BUILDS; do
     case "$build" in
         file|http) ;;
-        user) NEED_USER=1; NEED_TOOLS=1 ;;
+        user|parallel) NEED_USER=1; NEED_TOOLS=1 ;;
         seccomp) NEED_TOOLS=1 ;;
-        *) echo "run.sh: unknown build '$build' (file, http, user, seccomp)" >&2; exit 2 ;;
+        *) echo "run.sh: unknown build '$build' (file, http, user, seccomp, parallel)" >&2; exit 2 ;;
     esac
 done
 
@@ -121,6 +128,7 @@ declare -A BUILD_PID    # build name -> pid of its background job
 declare -A BUILD_MIRROR # build name -> the host mirror directory it mounts
 declare -A BUILD_DIR    # build name -> DIB's TMP_BUILD_DIR ("Building in ...")
 declare -A BUILD_WHAT   # build name -> how it runs, for the report
+declare -A MIRROR_NOTE  # build name -> what its mirror is expected to be, if not as found
 
 say() { echo "e2e: $*"; }
 ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
@@ -335,6 +343,11 @@ mirror_is() {
     fi
 }
 
+# Paths whose line differs between two manifests, added or removed.
+manifest_changes() {
+    diff "$1" "$2" | sed -n 's/^[<>] \([^\t]*\)\t.*/\1/p' | LC_ALL=C sort -u || true
+}
+
 # dist_info_exists VENV NAME-VERSION
 dist_info_exists() { compgen -G "$1/lib/python3*/site-packages/$2.dist-info" >/dev/null; }
 file_absent() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
@@ -440,7 +453,8 @@ check "dib-lint passes on the test element pypi-test" lint pypi-test "$HERE/elem
 timing "dib-lint" $(($(date +%s) - t))
 
 # The test tools: seccomp-run (the seccomp build runs DIB under it) and
-# pypi-mirror (builds the mirrors of the user and seccomp builds).
+# pypi-mirror (builds and updates the mirrors of the user, seccomp and
+# parallel builds).
 if [ "$NEED_TOOLS" = 1 ]; then
     t=$(date +%s)
     say "cargo build -p dib-pypi-tests --bin seccomp-run -p pypi-mirror --bin pypi-mirror"
@@ -518,8 +532,12 @@ mkwheel file 1.0       # build "file": the local mirror
 mkwheel http-2 1.0     # build "http": DIB_PYPI_MIRROR_URL_2
 mkwheel http-10 2.0    # build "http": DIB_PYPI_MIRROR_URL_10
 mkwheel decoy 9.0      # build "http": the local mirror, must not be used
-mkwheel user 1.0       # build "user": the user's mirror
+mkwheel user 1.0       # builds "user" and "parallel": the user's mirror
 mkwheel seccomp 1.0    # build "seccomp" alone: its own mirror
+# added to the shared mirror mid-build ("parallel"): a project no build
+# installs, so what the builds install does not depend on the timing
+"$PY" "$HERE/mirror.py" wheel --name "$ADDED" --version 1.0 \
+    --token "added-$(random_hex)" --out "$WHEELS/added" >/dev/null
 timing "mirror contents" $(($(date +%s) - t))
 
 # 3. builds ------------------------------------------------------------------
@@ -608,6 +626,18 @@ dib_start() {
     BUILD_PID[$name]=$!
 }
 
+# Whether build NAME is still running.
+build_running() { [ ! -s "$WORK/build-$1/exit" ]; }
+
+# Whether build NAME's image has its mirror mounted at /tmp/pypi right
+# now: a mount point whose root is the mirror directory itself.
+mirror_mounted() {
+    local bd
+    bd=$(build_dir_of "$WORK/build-$1/build.log")
+    [ -n "$bd" ] && mountpoint -q "$bd/mnt/tmp/pypi" &&
+        [ "$(stat -c '%d:%i' "$bd/mnt/tmp/pypi")" = "$(dir_id "${BUILD_MIRROR[$1]}")" ]
+}
+
 # What made a build fail, in one line: a hook of ours that said
 # "error:", or the timeout.
 build_error() {
@@ -659,7 +689,7 @@ host_checks() {
     fi
     check "$name: no mount of its mirror $mirror left on the host" \
         none_found mounts_of "$mirror"
-    check "$name: its mirror is byte for byte as the build found it" \
+    check "$name: its mirror is byte for byte ${MIRROR_NOTE[$name]:-as the build found it}" \
         mirror_is "$mirror" "$b/mirror-expected.txt"
 }
 
@@ -840,6 +870,40 @@ seccomp_checks() {
         has_line "$o/during-build.txt" "syscall faccessat2 $want_faccessat2"
 }
 
+# Where build NAME stands with the shared mirror, for the report.
+mount_state_of() {
+    if mirror_mounted "$1"; then
+        echo mounted
+    elif build_running "$1"; then
+        echo "running, mirror not mounted"
+    else
+        echo "ended (exit $(cut -d' ' -f1 "$WORK/build-$1/exit"))"
+    fi
+}
+
+# Paths that changed between mirror manifests $1 and $2 other than what
+# `pypi-mirror add` of the new project must change: the root page (a
+# new project), its state log, and the project's new directory.
+unexpected_changes() {
+    manifest_changes "$1" "$2" | grep -v -x -F \
+        -e index.html -e .pypi-mirror/state -e "$ADDED" -e "$ADDED/$ADDED_WHEEL_NAME" \
+        -e "$ADDED/$ADDED_WHEEL_NAME.metadata" -e "$ADDED/index.html" || true
+}
+
+# Paths in manifest $2 that are not in manifest $1, on one line.
+new_paths() { comm -13 <(cut -f1 "$1") <(cut -f1 "$2") | tr '\n' ' '; }
+
+# pip on the host (the DIB venv's, no PIP_* of the caller) downloads the
+# added wheel from mirror DIR, checking the sha256 its page gives, and
+# gets the bytes that were added.
+pip_gets_added() {
+    local dest=$WORK/parallel-download
+    rm -rf "$dest"
+    env "${UNSET_ARGS[@]}" "$PY" -m pip download --quiet --no-deps --no-cache-dir \
+        --disable-pip-version-check --index-url "file://$1" --dest "$dest" "$ADDED==1.0" &&
+        cmp -s "$dest/$ADDED_WHEEL_NAME" "$WHEELS/added/$ADDED_WHEEL_NAME"
+}
+
 for build in $BUILDS; do
     case "$build" in
     file)
@@ -955,9 +1019,93 @@ for build in $BUILDS; do
             seccomp_checks
         fi
         ;;
+    parallel)
+        # "user" and "seccomp" at once, on one mirror directory: the
+        # user's own ~/.cache/image-create/pypi/mirror, which the root
+        # build reaches as $DIB_IMAGE_CACHE/pypi/mirror through a symlink.
+        # Everything else of DIB's cache stays per build (DIB_IMAGE_CACHE
+        # of root: $CACHE; of the user: its default), so the two builds
+        # share no apt cache, apt lock, debootstrap tarball or DIB lock
+        # directory.  Mid-build, pypi-mirror add puts a new wheel into
+        # the mirror.
+        make_mirror "$UMIRROR" user user
+        seed_user_cache
+        rm -rf "$CACHE/pypi/mirror"
+        ln -s "$UMIRROR" "$CACHE/pypi/mirror"
+        before=$WORK/parallel-mirror-before.txt
+        after=$WORK/parallel-mirror-after-add.txt
+        mirror_manifest "$UMIRROR" > "$before"
+        t=$(date +%s)
+        dib_start user user "$UMIRROR" DIB_NO_PYPI_PIP=1
+        dib_start seccomp seccomp "$CACHE/pypi/mirror" DIB_NO_PYPI_PIP=1
+        # Wait until each build has the mirror mounted at /tmp/pypi (or
+        # has ended), then add the wheel while they run.
+        for _ in $(seq "$BUILD_TIMEOUT"); do
+            waiting=0
+            for name in user seccomp; do
+                if build_running "$name" && ! mirror_mounted "$name"; then
+                    waiting=1
+                fi
+            done
+            if [ "$waiting" = 0 ]; then
+                break
+            fi
+            sleep 1
+        done
+        at_add="user: $(mount_state_of user), seccomp: $(mount_state_of seccomp)"
+        say "pypi-mirror add --out $UMIRROR $ADDED_WHEEL_NAME ($at_add)"
+        add_rc=0
+        as_user "$PYPI_MIRROR" add --out "$UMIRROR" "$WHEELS/added/$ADDED_WHEEL_NAME" \
+            > "$WORK/parallel-add.log" 2>&1 || add_rc=$?
+        after_add="user: $(mount_state_of user), seccomp: $(mount_state_of seccomp)"
+        mirror_manifest "$UMIRROR" > "$after"
+        check "parallel: pypi-mirror add succeeded (log: $WORK/parallel-add.log)" \
+            test "$add_rc" = 0
+        both="user: mounted, seccomp: mounted"
+        check "parallel: the add ran while both builds had the mirror mounted (before it: $at_add; after it: $after_add)" \
+            test "$at_add" = "$both" -a "$after_add" = "$both"
+        # both builds must leave the mirror exactly as the add made it
+        for name in user seccomp; do
+            cp "$after" "$WORK/build-$name/mirror-expected.txt"
+            MIRROR_NOTE[$name]="as pypi-mirror add left it mid-build"
+        done
+        user_ok=0
+        seccomp_ok=0
+        dib_finish user && user_ok=1
+        dib_finish seccomp && seccomp_ok=1
+        timing "parallel (both builds)" $(($(date +%s) - t))
+        # only now, with both ended, may no mount of the mirror be left
+        host_checks user
+        host_checks seccomp
+        if [ "$user_ok" = 1 ]; then
+            common_checks user "1.0 ${TOKEN[user]}" "1.0 ${TOKEN[user]}"
+            user_checks
+        fi
+        if [ "$seccomp_ok" = 1 ]; then
+            common_checks seccomp "1.0 ${TOKEN[user]}" "1.0 ${TOKEN[user]}"
+            seccomp_checks
+        fi
+        # what the add did to the mirror: it changed the root page and
+        # its state log, added the new project's directory with the
+        # wheel, its .metadata and its page, and nothing else
+        check "parallel: the add left every original file byte for byte but index.html and .pypi-mirror/state" \
+            none_found unexpected_changes "$before" "$after"
+        check "parallel: the add added $ADDED/ with the wheel, its .metadata and its index.html, nothing else" \
+            test "$(new_paths "$before" "$after")" \
+            = "$ADDED $ADDED/$ADDED_WHEEL_NAME $ADDED/$ADDED_WHEEL_NAME.metadata $ADDED/index.html "
+        check "parallel: the added wheel is indexed: pip on the host downloads it from file://$UMIRROR, same bytes" \
+            pip_gets_added "$UMIRROR"
+        rm -f "$CACHE/pypi/mirror"
+        ;;
     esac
     if [ "$KEEP" != 1 ]; then
-        $SUDO rm -rf "$WORK/build-$build/root"
+        names=$build
+        if [ "$build" = parallel ]; then
+            names="user seccomp"
+        fi
+        for name in $names; do
+            $SUDO rm -rf "$WORK/build-$name/root"
+        done
     fi
 done
 
