@@ -351,6 +351,7 @@ manifest_changes() {
 # dist_info_exists VENV NAME-VERSION
 dist_info_exists() { compgen -G "$1/lib/python3*/site-packages/$2.dist-info" >/dev/null; }
 file_absent() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
+no_state_dir_in() { file_absent "$1/.dib-pypi" && file_absent "$1/var/lib/dib-pypi"; }
 none_found() { [ -z "$("$@" 2>/dev/null | head -n 5)" ]; }
 file_is() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 mode_is() { [ "$(stat -c '%a %u %g' "$1" 2>/dev/null)" = "$2" ]; }
@@ -761,8 +762,8 @@ common_checks() {
         file_absent "$r/root/.config/uv"
     check "$name: no *.dib-pypi-orig backup anywhere in the image" \
         none_found find "$r" -xdev -name '*.dib-pypi-orig'
-    check "$name: no /var/lib/dib-pypi state in the image" \
-        file_absent "$r/var/lib/dib-pypi"
+    check "$name: no state directory of the element (/.dib-pypi, or the older /var/lib/dib-pypi) in the image" \
+        no_state_dir_in "$r"
     check "$name: no dib-pypi file or directory anywhere in the image" \
         none_found find "$r" -xdev -name '*dib-pypi*'
     check "$name: no /tmp/pypi in the image" \
