@@ -50,7 +50,8 @@
 #   E2E_SECCOMP_PROFILE    seccomp-run profile of the seccomp build
 #                          [linux-4.18]
 #   E2E_UV_WHEEL           a uv wheel to use instead of downloading one
-#   E2E_UV_SPEC            what `pip download` fetches ["uv"]
+#   E2E_UV_SPEC            what `pip download` fetches ["uv==0.13.9", the
+#                          version the cargo tests pin]
 #   E2E_BUILD_TIMEOUT      seconds per disk-image-create [1200]
 #   E2E_HTTP_TRACE         1: run the http build with -x [1]
 #   DIB_DISTRIBUTION_MIRROR, DIB_DEBIAN_SECURITY_MIRROR
@@ -351,7 +352,7 @@ manifest_changes() {
 # dist_info_exists VENV NAME-VERSION
 dist_info_exists() { compgen -G "$1/lib/python3*/site-packages/$2.dist-info" >/dev/null; }
 file_absent() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
-no_state_dir_in() { file_absent "$1/.dib-pypi" && file_absent "$1/var/lib/dib-pypi"; }
+no_state_dir_in() { file_absent "$1/dib-pypi" && file_absent "$1/.dib-pypi" && file_absent "$1/var/lib/dib-pypi"; }
 none_found() { [ -z "$("$@" 2>/dev/null | head -n 5)" ]; }
 file_is() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 mode_is() { [ "$(stat -c '%a %u %g' "$1" 2>/dev/null)" = "$2" ]; }
@@ -505,12 +506,16 @@ mkdir -p "$DL"
 if [ -n "${E2E_UV_WHEEL:-}" ]; then
     UV_WHEEL=$E2E_UV_WHEEL
 else
-    UV_WHEEL=$(find "$DL" -maxdepth 1 -name 'uv-*.whl' | sort | tail -n 1)
+    # Pinned, so a new uv release cannot change a result.
+    UV_SPEC=${E2E_UV_SPEC:-uv==0.13.9}
+    UV_GLOB="uv-${UV_SPEC#uv==}-*.whl"
+    [ "$UV_SPEC" = "${UV_SPEC#uv==}" ] && UV_GLOB='uv-*.whl'
+    UV_WHEEL=$(find "$DL" -maxdepth 1 -name "$UV_GLOB" | sort | tail -n 1)
     if [ -z "$UV_WHEEL" ]; then
-        say "downloading ${E2E_UV_SPEC:-uv} from PyPI (host side)"
+        say "downloading $UV_SPEC from PyPI (host side)"
         env "${UNSET_ARGS[@]}" "$PY" -m pip download --quiet --no-deps --only-binary=:all: \
-            --dest "$DL" "${E2E_UV_SPEC:-uv}"
-        UV_WHEEL=$(find "$DL" -maxdepth 1 -name 'uv-*.whl' | sort | tail -n 1)
+            --dest "$DL" "$UV_SPEC"
+        UV_WHEEL=$(find "$DL" -maxdepth 1 -name "$UV_GLOB" | sort | tail -n 1)
     fi
 fi
 if [ ! -f "$UV_WHEEL" ]; then
@@ -762,7 +767,7 @@ common_checks() {
         file_absent "$r/root/.config/uv"
     check "$name: no *.dib-pypi-orig backup anywhere in the image" \
         none_found find "$r" -xdev -name '*.dib-pypi-orig'
-    check "$name: no state directory of the element (/.dib-pypi, or the older /var/lib/dib-pypi) in the image" \
+    check "$name: no state directory of the element (/dib-pypi, nor the older /.dib-pypi or /var/lib/dib-pypi) in the image" \
         no_state_dir_in "$r"
     check "$name: no dib-pypi file or directory anywhere in the image" \
         none_found find "$r" -xdev -name '*dib-pypi*'
