@@ -16,6 +16,7 @@ use std::path::Path;
 
 use dib_pypi_tests::{
     assert_ok, assert_same_tree, build_mirror, host_port, is_mount_point, read, serve, text, Image,
+    MiniImage,
 };
 use pypi_mirror::synth::{expected_output, module_name};
 
@@ -69,6 +70,33 @@ fn uv_install(image: &Image, project: &str) -> std::process::Output {
     )
 }
 
+/// Real pip in the chroot installs dibtest-alpha (and uv) from the file
+/// mirror; then that uv, reading only its own configuration, installs
+/// dibtest-beta into another venv.
+fn install_alpha_with_pip_and_beta_with_uv(image: &Image) {
+    make_venv(image, "/opt/venvs/pip", true);
+    let out = image.chroot(
+        &[
+            "/opt/venvs/pip/bin/pip",
+            "install",
+            "--no-cache-dir",
+            "dibtest-alpha",
+            "uv",
+        ],
+        &[],
+    );
+    assert_ok("pip install from the mirror", &out);
+    assert!(
+        text(&out).contains("Looking in indexes: file:///tmp/pypi"),
+        "{}",
+        text(&out)
+    );
+    assert_installed(image, "/opt/venvs/pip", "dibtest-alpha");
+    let out = uv_install(image, "dibtest-beta");
+    assert_ok("uv pip install from the mirror", &out);
+    assert_installed(image, "/opt/venvs/uv", "dibtest-beta");
+}
+
 fn make_venv(image: &Image, venv: &str, with_pip: bool) {
     let mut argv = vec!["python3", "-m", "venv"];
     if !with_pip {
@@ -119,30 +147,7 @@ fn pip_and_uv_install_from_the_cache_mirror_then_cleanup_restores_exactly() {
         "{uv_toml}"
     );
 
-    // Real pip in the chroot installs the package (and uv) from the mirror.
-    make_venv(&image, "/opt/venvs/pip", true);
-    let out = image.chroot(
-        &[
-            "/opt/venvs/pip/bin/pip",
-            "install",
-            "--no-cache-dir",
-            "dibtest-alpha",
-            "uv",
-        ],
-        &[],
-    );
-    assert_ok("pip install from the mirror", &out);
-    assert!(
-        text(&out).contains("Looking in indexes: file:///tmp/pypi"),
-        "{}",
-        text(&out)
-    );
-    assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");
-
-    // Real uv, reading only its own uv.toml, does the same.
-    let out = uv_install(&image, "dibtest-beta");
-    assert_ok("uv pip install from the mirror", &out);
-    assert_installed(&image, "/opt/venvs/uv", "dibtest-beta");
+    install_alpha_with_pip_and_beta_with_uv(&image);
 
     // cleanup.d with the mirror still mounted: it unmounts, then restores.
     let out = image.run_outside(CLEANUP, &[]);
@@ -356,6 +361,51 @@ fn cleanup_after_dib_unmounted_everything_removes_the_mountpoint() {
     assert_same_tree(&before, &image.snapshot());
 }
 
+/// Before cleanup.d, DIB unmounts everything under the build root and
+/// moves the image into its final filesystem with `cp -ra built/* mnt`,
+/// a glob that leaves top-level dot names behind: what the element keeps
+/// for cleanup.d must come through that copy, and cleanup.d must then
+/// restore the copy exactly.
+#[test]
+fn cleanup_works_on_the_copy_dib_makes_of_the_image() {
+    let built = MiniImage::new();
+    fs::create_dir_all(built.path("/root/.pip")).unwrap();
+    fs::write(built.path("/root/.pip/pip.conf"), "[global]\ntimeout = 3\n").unwrap();
+    let before = built.snapshot();
+    let cache = tempfile::tempdir().unwrap();
+    build_mirror(&cache.path().join("pypi/mirror"), &["dibtest-gamma"], false);
+    let cache_var = cache.path().to_str().unwrap();
+    let run = |script: &str, root: &Path| {
+        let mut cmd = dib_pypi_tests::clean_command("bash");
+        cmd.arg(dib_pypi_tests::element().join(script))
+            .env("TARGET_ROOT", root)
+            .env("DIB_IMAGE_CACHE", cache_var)
+            .env("HOME", "/root");
+        cmd.output().unwrap()
+    };
+    assert_ok("root.d", &run(ROOT_D, built.root()));
+    // pre-install.d, through the library (no chroot needed here).
+    let settings = dib_pypi_core::settings::Settings::from_vars([("DIB_OFFLINE", "1")]).unwrap();
+    dib_pypi_core::configure::configure(
+        &built.open(),
+        &settings,
+        Path::new("/root"),
+        &dib_pypi_core::mounter::SystemMounter,
+    )
+    .unwrap();
+    dib_pypi_tests::unmount_under(&built.path("/tmp/pypi"));
+    let mnt = MiniImage::bare();
+    let copy = std::process::Command::new("sh")
+        .args(["-c", "cp -ra \"$1\"/* \"$2\"", "sh"])
+        .arg(built.root())
+        .arg(mnt.root())
+        .output()
+        .unwrap();
+    assert_ok("cp -ra built/* mnt", &copy);
+    assert_ok("cleanup.d on the copy", &run(CLEANUP, mnt.root()));
+    assert_same_tree(&before, &mnt.snapshot());
+}
+
 #[test]
 fn a_mountpoint_symlinked_out_of_the_image_is_never_mounted_over() {
     let image = Image::new();
@@ -418,27 +468,7 @@ fn a_config_dir_leading_nowhere_still_points_pip_and_uv_at_the_mirror() {
             text(&out)
         );
     }
-    make_venv(&image, "/opt/venvs/pip", true);
-    let out = image.chroot(
-        &[
-            "/opt/venvs/pip/bin/pip",
-            "install",
-            "--no-cache-dir",
-            "dibtest-alpha",
-            "uv",
-        ],
-        &[],
-    );
-    assert_ok("pip install from the mirror", &out);
-    assert!(
-        text(&out).contains("Looking in indexes: file:///tmp/pypi"),
-        "{}",
-        text(&out)
-    );
-    assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");
-    let out = uv_install(&image, "dibtest-beta");
-    assert_ok("uv pip install from the mirror", &out);
-    assert_installed(&image, "/opt/venvs/uv", "dibtest-beta");
+    install_alpha_with_pip_and_beta_with_uv(&image);
 
     image.unmount("/tmp/pypi");
     assert_ok("cleanup.d", &image.run_outside(CLEANUP, &[]));

@@ -2,21 +2,34 @@
 # End-to-end test of the pypi element in real diskimage-builder builds.
 #
 #   tests/e2e/run.sh [--dib-venv DIR] [--work DIR] [--elements DIR]
-#                    [--builds "file http"] [--keep]
+#                    [--builds "file http parallel"] [--keep]
 #
 # 1. builds the element with `cargo xtask element --out WORK/elements`
 #    (or takes an already assembled one from --elements DIR) and runs
-#    DIB's dib-lint over it, with no ignore settings;
-# 2. "file" build: disk-image-create -t tar debian-minimal pypi pypi-test,
-#    with a PEP 503 mirror in $DIB_IMAGE_CACHE/pypi/mirror (the element's
-#    default file:///tmp/pypi) and upstream PyPI disabled
-#    (DIB_NO_PYPI_PIP=1);
-# 3. "http" build: the same elements, with the mirrors served on loopback
-#    over http: DIB_PYPI_MIRROR_URL (with a user and password),
-#    DIB_PYPI_MIRROR_URL_1 wrong (404), DIB_PYPI_MIRROR_URL_2 and
-#    DIB_PYPI_MIRROR_URL_10 working, DIB_OFFLINE=1, -x tracing on;
-# 4. opens each tar and checks what the element must leave (and not
-#    leave) in the image, and the build log.
+#    DIB's dib-lint over it, with no ignore settings; builds the test
+#    tools seccomp-run and pypi-mirror when a build needs them;
+# 2. runs disk-image-create -t tar debian-minimal pypi pypi-test builds:
+#    "file"     the element's defaults: a PEP 503 mirror in
+#               $DIB_IMAGE_CACHE/pypi/mirror (file:///tmp/pypi), upstream
+#               PyPI disabled (DIB_NO_PYPI_PIP=1);
+#    "http"     the mirrors served on loopback over http:
+#               DIB_PYPI_MIRROR_URL (with a user and password),
+#               DIB_PYPI_MIRROR_URL_1 wrong (404), DIB_PYPI_MIRROR_URL_2
+#               and DIB_PYPI_MIRROR_URL_10 working, DIB_OFFLINE=1, -x;
+#    "user"     as the ordinary user $E2E_USER (password-less sudo), with
+#               DIB_IMAGE_CACHE unset: the mirror is that user's
+#               ~/.cache/image-create/pypi/mirror;
+#    "seccomp"  as root, the whole disk-image-create under
+#               `seccomp-run linux-4.18 --`: every syscall newer than
+#               Linux 4.18 (openat2 included) answers ENOSYS;
+#    "parallel" "user" and "seccomp" at the same time, sharing one mirror
+#               directory (the root build's $DIB_IMAGE_CACHE/pypi/mirror
+#               is a symlink to the user's), while `pypi-mirror add` adds
+#               a wheel to it mid-build;
+# 3. opens each tar and checks what the element must leave (and not
+#    leave) in the image, the build log, and the host: every host check
+#    is scoped to its own build (its DIB build dir, its mirror), so other
+#    DIB builds on the host cannot make it pass or fail.
 #
 # Prints one line per check and ends with "N passed, M failed"; exits
 # non-zero if any check failed.  See docs/E2E.md.
@@ -25,13 +38,20 @@
 #   --dib-venv DIR   venv with diskimage-builder [DIB_VENV, /opt/dib-venv]
 #   --work DIR       work dir [E2E_WORK, <repo>/target/e2e]
 #   --elements DIR   use DIR/pypi instead of building it [E2E_ELEMENTS]
-#   --builds LIST    which builds to run [E2E_BUILDS, "file http"]
+#   --builds LIST    which builds to run [E2E_BUILDS, "file http parallel"];
+#                    one of file, http, user, seccomp, parallel each
 #   --keep           keep the extracted image trees [E2E_KEEP=1]
 # Other environment:
-#   E2E_IMAGE_CACHE        DIB_IMAGE_CACHE [WORK/cache]; holds the
-#                          debootstrap tarball (reused by later builds)
+#   E2E_IMAGE_CACHE        DIB_IMAGE_CACHE of the root builds [WORK/cache];
+#                          holds the debootstrap tarball (reused by later
+#                          builds)
+#   E2E_USER               the ordinary build user [dib-e2e] (.ci/install-deps
+#                          creates it)
+#   E2E_SECCOMP_PROFILE    seccomp-run profile of the seccomp build
+#                          [linux-4.18]
 #   E2E_UV_WHEEL           a uv wheel to use instead of downloading one
-#   E2E_UV_SPEC            what `pip download` fetches ["uv"]
+#   E2E_UV_SPEC            what `pip download` fetches ["uv==0.13.9", the
+#                          version the cargo tests pin]
 #   E2E_BUILD_TIMEOUT      seconds per disk-image-create [1200]
 #   E2E_HTTP_TRACE         1: run the http build with -x [1]
 #   DIB_DISTRIBUTION_MIRROR, DIB_DEBIAN_SECURITY_MIRROR
@@ -46,8 +66,10 @@ REPO=$(cd "$HERE/../.." && pwd)
 DIB_VENV=${DIB_VENV:-/opt/dib-venv}
 WORK=${E2E_WORK:-$REPO/target/e2e}
 ELEMENTS_SRC=${E2E_ELEMENTS:-}
-BUILDS=${E2E_BUILDS:-file http}
+BUILDS=${E2E_BUILDS:-file http parallel}
 KEEP=${E2E_KEEP:-0}
+E2E_USER=${E2E_USER:-dib-e2e}
+SECCOMP_PROFILE=${E2E_SECCOMP_PROFILE:-linux-4.18}
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -71,12 +93,30 @@ PROBE=dib-pypi-e2e-probe
 PROBE_MODULE=dib_pypi_e2e_probe
 SEED=$HERE/elements/pypi-test/pypi-test-data/seed-pip.conf
 PY=$DIB_VENV/bin/python
+# the wheel `pypi-mirror add` puts into the shared mirror mid-build
+ADDED=dib-pypi-e2e-added
+ADDED_WHEEL_NAME=dib_pypi_e2e_added-1.0-py3-none-any.whl
+# the test tools, built by `cargo build` below when a build needs them
+TOOLS=${CARGO_TARGET_DIR:-$REPO/target}/debug
+SECCOMP_RUN=$TOOLS/seccomp-run
+PYPI_MIRROR=$TOOLS/pypi-mirror
 
 if [ "$(id -u)" -eq 0 ]; then
     SUDO=
 else
     SUDO=sudo
 fi
+
+NEED_USER=0
+NEED_TOOLS=0
+for build in $BUILDS; do
+    case "$build" in
+        file|http) ;;
+        user|parallel) NEED_USER=1; NEED_TOOLS=1 ;;
+        seccomp) NEED_TOOLS=1 ;;
+        *) echo "run.sh: unknown build '$build' (file, http, user, seccomp, parallel)" >&2; exit 2 ;;
+    esac
+done
 
 # ---------------------------------------------------------------- report
 
@@ -85,6 +125,11 @@ FAILED=0
 SKIPPED=0
 TIMINGS=()
 SERVER_PID=
+declare -A BUILD_PID    # build name -> pid of its background job
+declare -A BUILD_MIRROR # build name -> the host mirror directory it mounts
+declare -A BUILD_DIR    # build name -> DIB's TMP_BUILD_DIR ("Building in ...")
+declare -A BUILD_WHAT   # build name -> how it runs, for the report
+declare -A MIRROR_NOTE  # build name -> what its mirror is expected to be, if not as found
 
 say() { echo "e2e: $*"; }
 ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
@@ -100,6 +145,14 @@ timing() { TIMINGS+=("$(printf '%-28s %5ss' "$1" "$2")"); }
 
 finish() {
     local rc=$?
+    local name
+    for name in "${!BUILD_PID[@]}"; do
+        # stopped early: end our builds' timeouts (DIB cleans up on TERM)
+        if [ -s "$WORK/build-$name/pid" ]; then
+            kill "$(cat "$WORK/build-$name/pid")" 2>/dev/null || true
+        fi
+        wait "${BUILD_PID[$name]}" 2>/dev/null || true
+    done
     if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
@@ -124,6 +177,10 @@ finish() {
     exit 0
 }
 trap finish EXIT
+# a signal ends the run through finish too (bash skips the EXIT trap on
+# an untrapped SIGTERM), so builds still running are stopped
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
 
@@ -196,19 +253,114 @@ extract() {
     $SUDO tar --numeric-owner -xpf "$1" -C "$2"
 }
 
-# Mounts of a DIB chroot's /tmp/pypi still present on the host.
-leftover_mounts() {
-    awk '$2 ~ /dib_build\.[^\/]*\/(mnt|built)\/tmp\/pypi$/ { print $2 }' /proc/mounts
+# Run a command as the ordinary build user.
+as_user() { $SUDO runuser -u "$E2E_USER" -- "$@"; }
+
+# The DIB build dir (TMP_BUILD_DIR) that a build log names:
+# "Building in /tmp/dib_build.XXXXXXXX".
+build_dir_of() {
+    grep -o -m 1 'Building in /[^ ]*' "$1" 2>/dev/null | sed 's/^Building in //' || true
+}
+
+# Mount points at or under DIR in the host's mount table.  A build dir
+# is a fresh mktemp name, so this sees only that build's mounts.
+mounts_under() {
+    awk -v d="$1" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo
+}
+
+# Anything named *dib-pypi-stage* (the element's private staging
+# directory is "<image root>.dib-pypi-stage", next to DIB's image root
+# $TMP_BUILD_DIR/mnt) left in build dir DIR or mounted under it.
+stage_leftovers() {
+    awk -v d="$1" 'index($5, d "/") == 1 && $5 ~ /dib-pypi-stage/ { print $5 }' /proc/self/mountinfo
+    if [ -e "$1" ]; then
+        $SUDO find "$1" -maxdepth 2 -name '*dib-pypi-stage*' -print
+    fi
+}
+
+# Mount points anywhere on the host whose source is directory DIR (or a
+# directory under it): same device, and a root inside the filesystem
+# equal to DIR's.  DIR is this run's own mirror, so another build's
+# mirror mount never matches.
+# (Prints a line, so the check fails, when DIR cannot be resolved.)
+mounts_of() {
+    local real majmin fsroot target rel key
+    if ! real=$(readlink -e "$1") ||
+        ! read -r majmin fsroot target < <(findmnt -n -r -o MAJ:MIN,FSROOT,TARGET -T "$real"); then
+        echo "cannot resolve $1 and its filesystem"
+        return 0
+    fi
+    if [ "$target" = / ]; then rel=$real; else rel=${real#"$target"}; fi
+    key=${fsroot%/}$rel
+    findmnt -n -r -o MAJ:MIN,FSROOT,TARGET |
+        awk -v m="$majmin" -v k="$key" '$1 == m && ($2 == k || index($2, k "/") == 1) { print $3 }'
+}
+
+# Device and inode of directory DIR (following a symlink at it), as
+# stat(1) prints them for the root of a bind mount of DIR.
+dir_id() { stat -L -c '%d:%i' "$1"; }
+
+# One line per entry under DIR (following a symlink at DIR itself):
+# path, type, mode, owner, and the sha256 of a file's bytes.
+mirror_manifest() {
+    "$PY" - "$1" <<'EOF'
+import hashlib
+import os
+import stat
+import sys
+
+top = sys.argv[1]
+if not os.path.isdir(top):
+    print("missing")
+    sys.exit(0)
+rows = []
+for dirpath, dirs, files in os.walk(top):
+    for name in dirs + files:
+        path = os.path.join(dirpath, name)
+        st = os.lstat(path)
+        kind, digest = "other", "-"
+        if stat.S_ISDIR(st.st_mode):
+            kind = "dir"
+        elif stat.S_ISREG(st.st_mode):
+            kind, h = "file", hashlib.sha256()
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            digest = h.hexdigest()
+        meta = "%s %o %d:%d" % (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+        rows.append("\t".join((os.path.relpath(path, top), meta, digest)))
+for row in sorted(rows):
+    print(row)
+EOF
+}
+
+# mirror_is DIR MANIFEST: DIR is now exactly as MANIFEST recorded it.
+mirror_is() {
+    local now
+    now=$(mirror_manifest "$1")
+    if [ "$now" != "$(cat "$2")" ]; then
+        diff <(echo "$now") "$2" | head -n 10 | sed 's/^/    /' >&2
+        return 1
+    fi
+}
+
+# Paths whose line differs between two manifests, added or removed.
+manifest_changes() {
+    diff "$1" "$2" | sed -n 's/^[<>] \([^\t]*\)\t.*/\1/p' | LC_ALL=C sort -u || true
 }
 
 # dist_info_exists VENV NAME-VERSION
 dist_info_exists() { compgen -G "$1/lib/python3*/site-packages/$2.dist-info" >/dev/null; }
 file_absent() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
+no_state_dir_in() { file_absent "$1/dib-pypi" && file_absent "$1/.dib-pypi" && file_absent "$1/var/lib/dib-pypi"; }
 none_found() { [ -z "$("$@" 2>/dev/null | head -n 5)" ]; }
 file_is() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
 mode_is() { [ "$(stat -c '%a %u %g' "$1" 2>/dev/null)" = "$2" ]; }
 log_has() { grep -q -F -- "$2" "$1"; }
 log_lacks() { ! grep -q -F -- "$2" "$1"; }
+# has_line FILE LINE: FILE has exactly this line ("mounted /tmp/pypi" is
+# not "not-mounted /tmp/pypi").
+has_line() { grep -q -x -F -- "$2" "$1"; }
 
 # "Looking in indexes: A, B, C" of pip: the URLs in order, exactly.
 pip_indexes_are() {
@@ -242,7 +394,8 @@ for tool in "$DIB_VENV/bin/disk-image-create" "$DIB_VENV/bin/dib-lint"; do
         exit 1
     fi
 done
-for tool in debootstrap sudo losetup mkfs.ext4 fstrim mount file git; do
+for tool in debootstrap sudo losetup mkfs.ext4 fstrim mount findmnt mountpoint file git \
+    runuser flock; do
     if ! command -v "$tool" >/dev/null; then
         not_ok "host tool $tool missing (run .ci/install-deps)"
         exit 1
@@ -301,6 +454,50 @@ check "element carries no '# dib-lint:' exclusions" \
 check "dib-lint passes on the test element pypi-test" lint pypi-test "$HERE/elements/pypi-test"
 timing "dib-lint" $(($(date +%s) - t))
 
+# The test tools: seccomp-run (the seccomp build runs DIB under it) and
+# pypi-mirror (builds and updates the mirrors of the user, seccomp and
+# parallel builds).
+if [ "$NEED_TOOLS" = 1 ]; then
+    t=$(date +%s)
+    say "cargo build -p dib-pypi-tests --bin seccomp-run -p pypi-mirror --bin pypi-mirror"
+    if ! (cd "$REPO" && cargo build --locked -p dib-pypi-tests --bin seccomp-run \
+        -p pypi-mirror --bin pypi-mirror) > "$WORK/tools.log" 2>&1; then
+        tail -n 40 "$WORK/tools.log"
+        not_ok "cargo build of seccomp-run and pypi-mirror (log: $WORK/tools.log)"
+        exit 1
+    fi
+    timing "tools (cargo build)" $(($(date +%s) - t))
+fi
+
+# The ordinary build user, as .ci/install-deps creates it: it must exist,
+# have password-less sudo, and reach everything its build reads.
+if [ "$NEED_USER" = 1 ]; then
+    if ! UHOME=$(getent passwd "$E2E_USER" | cut -d: -f6) || [ -z "$UHOME" ]; then
+        not_ok "build user $E2E_USER exists (run .ci/install-deps)"
+        exit 1
+    fi
+    UCACHE=$UHOME/.cache/image-create
+    UMIRROR=$UCACHE/pypi/mirror
+    if ! as_user sudo -n true; then
+        not_ok "build user $E2E_USER has password-less sudo (run .ci/install-deps)"
+        exit 1
+    fi
+    if ! as_user test -r "$ELEMENTS/pypi/README.rst" -a -r "$HERE/elements/pypi-test/README.rst" \
+        -a -x "$DIB_VENV/bin/disk-image-create" -a -x "$PYPI_MIRROR"; then
+        not_ok "build user $E2E_USER can read the elements and the DIB venv, and run pypi-mirror"
+        exit 1
+    fi
+    # The user's ~/.cache/image-create is one per host: one run at a time.
+    exec {user_lock}>"/run/lock/dib-pypi-e2e-$E2E_USER.lock"
+    if ! flock -n "$user_lock"; then
+        say "waiting for another e2e run that uses $E2E_USER's cache"
+        if ! flock -w "$BUILD_TIMEOUT" "$user_lock"; then
+            not_ok "no other e2e run holds $E2E_USER's cache (/run/lock/dib-pypi-e2e-$E2E_USER.lock)"
+            exit 1
+        fi
+    fi
+fi
+
 # 2. mirror contents ---------------------------------------------------------
 
 t=$(date +%s)
@@ -309,12 +506,16 @@ mkdir -p "$DL"
 if [ -n "${E2E_UV_WHEEL:-}" ]; then
     UV_WHEEL=$E2E_UV_WHEEL
 else
-    UV_WHEEL=$(find "$DL" -maxdepth 1 -name 'uv-*.whl' | sort | tail -n 1)
+    # Pinned, so a new uv release cannot change a result.
+    UV_SPEC=${E2E_UV_SPEC:-uv==0.13.9}
+    UV_GLOB="uv-${UV_SPEC#uv==}-*.whl"
+    [ "$UV_SPEC" = "${UV_SPEC#uv==}" ] && UV_GLOB='uv-*.whl'
+    UV_WHEEL=$(find "$DL" -maxdepth 1 -name "$UV_GLOB" | sort | tail -n 1)
     if [ -z "$UV_WHEEL" ]; then
-        say "downloading ${E2E_UV_SPEC:-uv} from PyPI (host side)"
+        say "downloading $UV_SPEC from PyPI (host side)"
         env "${UNSET_ARGS[@]}" "$PY" -m pip download --quiet --no-deps --only-binary=:all: \
-            --dest "$DL" "${E2E_UV_SPEC:-uv}"
-        UV_WHEEL=$(find "$DL" -maxdepth 1 -name 'uv-*.whl' | sort | tail -n 1)
+            --dest "$DL" "$UV_SPEC"
+        UV_WHEEL=$(find "$DL" -maxdepth 1 -name "$UV_GLOB" | sort | tail -n 1)
     fi
 fi
 if [ ! -f "$UV_WHEEL" ]; then
@@ -337,28 +538,57 @@ mkwheel file 1.0       # build "file": the local mirror
 mkwheel http-2 1.0     # build "http": DIB_PYPI_MIRROR_URL_2
 mkwheel http-10 2.0    # build "http": DIB_PYPI_MIRROR_URL_10
 mkwheel decoy 9.0      # build "http": the local mirror, must not be used
+mkwheel user 1.0       # builds "user" and "parallel": the user's mirror
+mkwheel seccomp 1.0    # build "seccomp" alone: its own mirror
+# added to the shared mirror mid-build ("parallel"): a project no build
+# installs, so what the builds install does not depend on the timing
+"$PY" "$HERE/mirror.py" wheel --name "$ADDED" --version 1.0 \
+    --token "added-$(random_hex)" --out "$WHEELS/added" >/dev/null
 timing "mirror contents" $(($(date +%s) - t))
 
 # 3. builds ------------------------------------------------------------------
 
-COMMON_ENV=(
-    "PATH=$DIB_VENV/bin:$PATH"
+# What every build gets, whoever runs it.
+DIB_VARS=(
     "ELEMENTS_PATH=$ELEMENTS:$HERE/elements"
     "DIB_RELEASE=$RELEASE"
     "DIB_DISTRIBUTION_MIRROR=$DISTRO_MIRROR"
     "DIB_DEBIAN_SECURITY_MIRROR=$SECURITY_MIRROR"
-    "DIB_IMAGE_CACHE=$CACHE"
     # write the debootstrap tarball to $DIB_IMAGE_CACHE, and use it when
     # it is there: only the first build of a run debootstraps
     "DIB_DEBOOTSTRAP_CACHE=1"
     "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE=1"
 )
+# The ordinary user's whole environment: a login's, nothing of the
+# caller's (so no DIB_IMAGE_CACHE: DIB defaults it to
+# ~/.cache/image-create).  The sbin directories are on PATH because DIB
+# runs fstrim and debootstrap --version without sudo, and Debian keeps
+# them in /usr/sbin.
+if [ "$NEED_USER" = 1 ]; then
+    USER_ENV=(
+        "HOME=$UHOME" "USER=$E2E_USER" "LOGNAME=$E2E_USER" "SHELL=/bin/bash" "LANG=C.UTF-8"
+        "PATH=$DIB_VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    )
+    for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+        if [ -n "${!v:-}" ]; then
+            USER_ENV+=("$v=${!v}")
+        fi
+    done
+fi
 
-# dib_build NAME [VAR=VALUE...] [-- DIB-OPTIONS...]
-dib_build() {
-    local name=$1
-    shift
-    local envs=() opts=()
+# dib_start NAME MODE MIRROR [VAR=VALUE...] [-- DIB-OPTIONS...]
+# Start one disk-image-create in the background.  MIRROR is the host
+# directory the element is to mount (its state now is what the build
+# must leave).  MODE:
+#   caller   as whoever runs this script (root in CI), DIB_IMAGE_CACHE=$CACHE
+#   user     as $E2E_USER, with that user's login environment only
+#   seccomp  as root, DIB_IMAGE_CACHE=$CACHE, the whole disk-image-create
+#            under `seccomp-run $SECCOMP_PROFILE --` (it and everything it
+#            starts inherit the filter)
+dib_start() {
+    local name=$1 mode=$2 mirror=$3
+    shift 3
+    local envs=() opts=() run=()
     while [ $# -gt 0 ] && [ "$1" != "--" ]; do
         envs+=("$1")
         shift
@@ -366,29 +596,117 @@ dib_build() {
     [ $# -gt 0 ] && shift
     opts=("$@")
     local b=$WORK/build-$name
-    rm -rf "$b"
+    $SUDO rm -rf "$b"
     mkdir -p "$b"
-    local tarball=$CACHE/debootstrap-debian-$RELEASE-amd64.tar.gz
-    if [ -f "$tarball" ]; then
-        say "build $name: debootstrap tarball cached"
+    BUILD_MIRROR[$name]=$mirror
+    BUILD_DIR[$name]=
+    mirror_manifest "$mirror" > "$b/mirror-expected.txt"
+    case "$mode" in
+        caller)
+            BUILD_WHAT[$name]="as $(id -un)"
+            run=(env "${UNSET_ARGS[@]}" "PATH=$DIB_VENV/bin:$PATH" "DIB_IMAGE_CACHE=$CACHE"
+                "${DIB_VARS[@]}" "${envs[@]}")
+            ;;
+        user)
+            BUILD_WHAT[$name]="as $E2E_USER"
+            $SUDO chown "$E2E_USER:" "$b"
+            run=($SUDO runuser -u "$E2E_USER" -- env -i "${USER_ENV[@]}" "${DIB_VARS[@]}" "${envs[@]}")
+            ;;
+        seccomp)
+            BUILD_WHAT[$name]="as root under seccomp-run $SECCOMP_PROFILE"
+            run=($SUDO env "${UNSET_ARGS[@]}" "PATH=$DIB_VENV/bin:$PATH" "DIB_IMAGE_CACHE=$CACHE"
+                "${DIB_VARS[@]}" "${envs[@]}" "$SECCOMP_RUN" "$SECCOMP_PROFILE" --)
+            ;;
+    esac
+    say "build $name (${BUILD_WHAT[$name]}): disk-image-create ${opts[*]} -t tar debian-minimal pypi pypi-test (log: $b/build.log)"
+    (
+        t0=$(date +%s)
+        timeout "$BUILD_TIMEOUT" "${run[@]}" "$DIB_VENV/bin/disk-image-create" "${opts[@]}" \
+            -t tar -o "$b/image" --logfile "$b/build.log" \
+            debian-minimal pypi pypi-test > "$b/dib.out" 2>&1 &
+        echo $! > "$b/pid"
+        rc=0
+        wait $! || rc=$?
+        echo "$rc $(($(date +%s) - t0))" > "$b/exit"
+    ) &
+    BUILD_PID[$name]=$!
+}
+
+# Whether build NAME is still running.
+build_running() { [ ! -s "$WORK/build-$1/exit" ]; }
+
+# Whether build NAME's image has its mirror mounted at /tmp/pypi right
+# now: a mount point whose root is the mirror directory itself.
+mirror_mounted() {
+    local bd
+    bd=$(build_dir_of "$WORK/build-$1/build.log")
+    [ -n "$bd" ] && mountpoint -q "$bd/mnt/tmp/pypi" &&
+        [ "$(stat -c '%d:%i' "$bd/mnt/tmp/pypi")" = "$(dir_id "${BUILD_MIRROR[$1]}")" ]
+}
+
+# What made a build fail, in one line: a hook of ours that said
+# "error:", or the timeout.
+build_error() {
+    local b=$1 rc=$2 line
+    if [ "$rc" = 124 ]; then
+        echo "timed out after ${BUILD_TIMEOUT}s"
+        return
     fi
-    say "build $name: disk-image-create ${opts[*]} -t tar debian-minimal pypi pypi-test (log: $b/build.log)"
-    local t rc=0
-    t=$(date +%s)
-    env "${UNSET_ARGS[@]}" "${COMMON_ENV[@]}" "${envs[@]}" \
-        timeout "$BUILD_TIMEOUT" "$DIB_VENV/bin/disk-image-create" "${opts[@]}" \
-        -t tar -o "$b/image" --logfile "$b/build.log" \
-        debian-minimal pypi pypi-test > "$b/dib.out" 2>&1 || rc=$?
-    timing "build $name" $(($(date +%s) - t))
+    line=$(grep -h -o -m 1 -E 'dib-pypi-[a-z]+: error: .*' "$b/build.log" "$b/dib.out" 2>/dev/null |
+        head -n 1 || true)
+    echo "${line:-no error line of the element; see $b/build.log}"
+}
+
+# dib_finish NAME: wait for build NAME; report it; extract its image.
+dib_finish() {
+    local name=$1
+    local b=$WORK/build-$name rc=255 secs=0 t
+    wait "${BUILD_PID[$name]}" || true
+    unset "BUILD_PID[$name]"
+    if [ -s "$b/exit" ]; then
+        read -r rc secs < "$b/exit"
+    fi
+    timing "build $name" "$secs"
+    BUILD_DIR[$name]=$(build_dir_of "$b/build.log")
     if [ "$rc" -ne 0 ] || [ ! -f "$b/image.tar" ]; then
-        tail -n 60 "$b/build.log" 2>/dev/null || cat "$b/dib.out"
-        not_ok "build $name: disk-image-create succeeded (exit $rc)"
+        tail -n 40 "$b/build.log" 2>/dev/null || cat "$b/dib.out"
+        not_ok "build $name: disk-image-create ${BUILD_WHAT[$name]} succeeded (exit $rc: $(build_error "$b" "$rc"))"
         return 1
     fi
-    ok "build $name: disk-image-create succeeded"
+    ok "build $name: disk-image-create ${BUILD_WHAT[$name]} succeeded"
     t=$(date +%s)
     extract "$b/image.tar" "$b/root"
     timing "extract $name" $(($(date +%s) - t))
+}
+
+# Checks on the host after build NAME, scoped to it: its DIB build dir
+# (from its own log) and its own mirror directory.  They run whether
+# the build succeeded or not: a failed build is when leftovers happen.
+host_checks() {
+    local name=$1
+    local b=$WORK/build-$name bd=${BUILD_DIR[$name]} mirror=${BUILD_MIRROR[$name]}
+    if [ -n "$bd" ]; then
+        check "$name: no mount left under its build dir $bd" \
+            none_found mounts_under "$bd"
+        check "$name: nothing named *.dib-pypi-stage left in or mounted under $bd" \
+            none_found stage_leftovers "$bd"
+    else
+        not_ok "$name: its log names its build dir (\"Building in ...\"), so the host can be checked"
+    fi
+    check "$name: no mount of its mirror $mirror left on the host" \
+        none_found mounts_of "$mirror"
+    check "$name: its mirror is byte for byte ${MIRROR_NOTE[$name]:-as the build found it}" \
+        mirror_is "$mirror" "$b/mirror-expected.txt"
+}
+
+# run_build NAME MODE MIRROR [VAR=VALUE...] [-- DIB-OPTIONS...]: one build
+# from start to end, then its host checks; succeeds if it made an image.
+run_build() {
+    local name=$1 rc=0
+    dib_start "$@"
+    dib_finish "$name" || rc=1
+    host_checks "$name"
+    return $rc
 }
 
 # Checks that hold for every build.  $1 = build name, $2 = expected
@@ -405,17 +723,25 @@ common_checks() {
     check "$name: DIB's own pypi element hooks did not run" \
         none_found grep -E '04-configure-pypi-mirror|00-mount-pypi-mirror|00-unconfigure-pypi-mirror' "$log"
 
+    # at the end of root.d (the test element's root.d/90 probe): the
+    # mount is there, read-only, of this build's own mirror directory,
+    # and the element's staging directory next to the image root is gone
+    check "$name: after root.d, /tmp/pypi was a read-only mount of its mirror (same device and inode)" \
+        has_line "$o/after-root.d.txt" "mirror-mount $(dir_id "${BUILD_MIRROR[$name]}") ro"
+    check "$name: after root.d, no <image root>.dib-pypi-stage was left beside the image root" \
+        has_line "$o/after-root.d.txt" "stage absent"
+
     # during the build
     check "$name: while install.d ran, /root/.pip/pip.conf was in place" \
-        log_has "$o/during-build.txt" "present /root/.pip/pip.conf"
+        has_line "$o/during-build.txt" "present /root/.pip/pip.conf"
     check "$name: while install.d ran, /root/.config/pip/pip.conf was in place" \
-        log_has "$o/during-build.txt" "present /root/.config/pip/pip.conf"
+        has_line "$o/during-build.txt" "present /root/.config/pip/pip.conf"
     check "$name: while install.d ran, /root/.config/uv/uv.toml was in place" \
-        log_has "$o/during-build.txt" "present /root/.config/uv/uv.toml"
+        has_line "$o/during-build.txt" "present /root/.config/uv/uv.toml"
     check "$name: while install.d ran, /tmp/pypi was mounted" \
-        log_has "$o/during-build.txt" "mounted /tmp/pypi"
+        has_line "$o/during-build.txt" "mounted /tmp/pypi"
     check "$name: upstream PyPI was not in the pip/uv configuration" \
-        log_has "$o/during-build.txt" "upstream absent"
+        has_line "$o/during-build.txt" "upstream absent"
     check "$name: pip installed the probe from the mirror ($want_pip)" \
         file_is "$o/pip-venv.probe" "$want_pip"
     check "$name: uv installed the probe from the mirror ($want_uv)" \
@@ -441,8 +767,8 @@ common_checks() {
         file_absent "$r/root/.config/uv"
     check "$name: no *.dib-pypi-orig backup anywhere in the image" \
         none_found find "$r" -xdev -name '*.dib-pypi-orig'
-    check "$name: no /var/lib/dib-pypi state in the image" \
-        file_absent "$r/var/lib/dib-pypi"
+    check "$name: no state directory of the element (/dib-pypi, nor the older /.dib-pypi or /var/lib/dib-pypi) in the image" \
+        no_state_dir_in "$r"
     check "$name: no dib-pypi file or directory anywhere in the image" \
         none_found find "$r" -xdev -name '*dib-pypi*'
     check "$name: no /tmp/pypi in the image" \
@@ -453,8 +779,6 @@ common_checks() {
         none_found find "$r/etc" -xdev \( -name uv.toml -o -name pip.conf \)
     check "$name: no file in /root or /etc mentions /tmp/pypi" \
         none_found grep -r -l -F /tmp/pypi "$r/root" "$r/etc"
-    check "$name: no mount of the mirror left on the host" \
-        none_found leftover_mounts
     # DIB copies every element directory into its hooks dir, and some
     # names are special there (install-bin copies every bin/* into
     # /usr/local/bin of the image): none of the element's files may end
@@ -477,6 +801,115 @@ element_files_in_image() {
         awk 'NR == FNR { want[$1] = 1; next } ($1 in want) { print $2 }' <(echo "$sums") -
 }
 
+# The user's and the seccomp build's mirror: uv and probe ROLE, built by
+# pypi-mirror into DIR, by the user when OWNER is "user" (its own cache).
+make_mirror() {
+    local dir=$1 role=$2 owner=$3
+    local src=$WORK/mirror-src/$role
+    local as=()
+    $SUDO rm -rf "$src" "$dir"
+    mkdir -p "$src"
+    cp "$UV_WHEEL" "$WHEELS/$role"/*.whl "$src/"
+    if [ "$owner" = user ]; then
+        as=(as_user)
+        $SUDO chown -R "$E2E_USER:" "$src"
+        as_user mkdir -p "$(dirname "$dir")"
+    else
+        mkdir -p "$(dirname "$dir")"
+    fi
+    "${as[@]}" "$PYPI_MIRROR" build -q --from "$src" --out "$dir"
+}
+
+# Seed the user's cache from the root builds' one, so the user build
+# neither debootstraps nor downloads what they already have: the
+# debootstrap tarball (copied: DIB rewrites it in place with
+# DIB_DEBOOTSTRAP_CACHE=1 when it is missing) and the .debs of DIB's
+# apt cache.  The user's apt cache stays its own directory (apt locks it
+# while it installs).
+seed_user_cache() {
+    local tarball=debootstrap-debian-$RELEASE-amd64.tar.gz deb n=0
+    as_user mkdir -p "$UCACHE/apt/debian"
+    if [ -f "$CACHE/$tarball" ] && ! cmp -s "$CACHE/$tarball" "$UCACHE/$tarball"; then
+        as_user cp "$CACHE/$tarball" "$UCACHE/$tarball.tmp"
+        as_user mv "$UCACHE/$tarball.tmp" "$UCACHE/$tarball"
+        say "seeded $UCACHE with the debootstrap tarball of $CACHE"
+    fi
+    for deb in "$CACHE"/apt/debian/*.deb; do
+        if [ -f "$deb" ] && [ ! -e "$UCACHE/apt/debian/${deb##*/}" ]; then
+            as_user cp "$deb" "$UCACHE/apt/debian/"
+            n=$((n + 1))
+        fi
+    done
+    if [ "$n" -gt 0 ]; then
+        say "seeded $UCACHE/apt/debian with $n .debs of $CACHE/apt/debian"
+    fi
+}
+
+# Checks of the build run by the ordinary user.
+user_checks() {
+    local r=$WORK/build-user/root
+    check "user: its root.d hooks ran as $E2E_USER, not root" \
+        has_line "$r/opt/pypi-test/after-root.d.txt" "user $E2E_USER"
+    # DIB's manifest records the DIB_* variables disk-image-create was
+    # started with (before it defaults DIB_IMAGE_CACHE); the common
+    # checks prove that the mirror mounted was the one under $UCACHE.
+    check "user: DIB ran with DIB_IMAGE_CACHE unset (none in DIB's record of its DIB_* variables)" \
+        no_image_cache_in "$WORK/build-user/image.d/dib-manifests/dib_environment"
+}
+no_image_cache_in() { [ -s "$1" ] && ! grep -q '^declare -x DIB_IMAGE_CACHE=' "$1"; }
+
+# Checks of the build run under seccomp-run: the filter reached DIB's
+# hooks outside the chroot and the processes inside it.
+seccomp_checks() {
+    local o=$WORK/build-seccomp/root/opt/pypi-test want_openat2 want_faccessat2
+    case "$SECCOMP_PROFILE" in
+        linux-4.18) want_openat2=ENOSYS want_faccessat2=ENOSYS ;;
+        openat2-enosys) want_openat2=ENOSYS want_faccessat2=ok ;;
+        openat2-eperm) want_openat2=EPERM want_faccessat2=ok ;;
+        *) want_openat2="?" want_faccessat2="?" ;;
+    esac
+    check "seccomp: its root.d hooks ran under a seccomp filter (Seccomp: 2)" \
+        has_line "$o/after-root.d.txt" "seccomp 2"
+    check "seccomp: in the chroot openat2 answered $want_openat2 ($SECCOMP_PROFILE)" \
+        has_line "$o/during-build.txt" "syscall openat2 $want_openat2"
+    check "seccomp: in the chroot faccessat2 answered $want_faccessat2 ($SECCOMP_PROFILE)" \
+        has_line "$o/during-build.txt" "syscall faccessat2 $want_faccessat2"
+}
+
+# Where build NAME stands with the shared mirror, for the report.
+mount_state_of() {
+    if mirror_mounted "$1"; then
+        echo mounted
+    elif build_running "$1"; then
+        echo "running, mirror not mounted"
+    else
+        echo "ended (exit $(cut -d' ' -f1 "$WORK/build-$1/exit"))"
+    fi
+}
+
+# Paths that changed between mirror manifests $1 and $2 other than what
+# `pypi-mirror add` of the new project must change: the root page (a
+# new project), its state log, and the project's new directory.
+unexpected_changes() {
+    manifest_changes "$1" "$2" | grep -v -x -F \
+        -e index.html -e .pypi-mirror/state -e "$ADDED" -e "$ADDED/$ADDED_WHEEL_NAME" \
+        -e "$ADDED/$ADDED_WHEEL_NAME.metadata" -e "$ADDED/index.html" || true
+}
+
+# Paths in manifest $2 that are not in manifest $1, on one line.
+new_paths() { comm -13 <(cut -f1 "$1") <(cut -f1 "$2") | tr '\n' ' '; }
+
+# pip on the host (the DIB venv's, no PIP_* of the caller) downloads the
+# added wheel from mirror DIR, checking the sha256 its page gives, and
+# gets the bytes that were added.
+pip_gets_added() {
+    local dest=$WORK/parallel-download
+    rm -rf "$dest"
+    env "${UNSET_ARGS[@]}" "$PY" -m pip download --quiet --no-deps --no-cache-dir \
+        --disable-pip-version-check --index-url "file://$1" --dest "$dest" "$ADDED==1.0" &&
+        cmp -s "$dest/$ADDED_WHEEL_NAME" "$WHEELS/added/$ADDED_WHEEL_NAME"
+}
+
 for build in $BUILDS; do
     case "$build" in
     file)
@@ -484,7 +917,7 @@ for build in $BUILDS; do
         rm -rf "$CACHE/pypi/mirror"
         "$PY" "$HERE/mirror.py" index --root "$CACHE/pypi/mirror" \
             "$UV_WHEEL" "$WHEELS"/file/*.whl
-        if dib_build file DIB_NO_PYPI_PIP=1; then
+        if run_build file caller "$CACHE/pypi/mirror" DIB_NO_PYPI_PIP=1; then
             common_checks file "1.0 ${TOKEN[file]}" "1.0 ${TOKEN[file]}"
             check "file: pip looked in file:///tmp/pypi only" \
                 pip_indexes_are "$WORK/build-file/build.log" "file:///tmp/pypi"
@@ -526,7 +959,7 @@ for build in $BUILDS; do
         if [ "$HTTP_TRACE" = 1 ]; then
             trace=(-x)
         fi
-        if dib_build http \
+        if run_build http caller "$CACHE/pypi/mirror" \
             "DIB_PYPI_MIRROR_URL=http://dibuser:$SECRET@127.0.0.1:$PORT/a/" \
             "DIB_PYPI_MIRROR_URL_1=$base/wrong/" \
             "DIB_PYPI_MIRROR_URL_2=$base/b/" \
@@ -573,12 +1006,112 @@ for build in $BUILDS; do
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=
         ;;
-    *)
-        not_ok "unknown build '$build' (E2E_BUILDS)"
+    user)
+        # As the ordinary user, DIB_IMAGE_CACHE unset: the mirror is the
+        # user's ~/.cache/image-create/pypi/mirror.
+        make_mirror "$UMIRROR" user user
+        seed_user_cache
+        if run_build user user "$UMIRROR" DIB_NO_PYPI_PIP=1; then
+            common_checks user "1.0 ${TOKEN[user]}" "1.0 ${TOKEN[user]}"
+            user_checks
+        fi
+        ;;
+    seccomp)
+        # As root, the whole build under the seccomp filter, its own
+        # mirror in $DIB_IMAGE_CACHE/pypi/mirror.
+        make_mirror "$CACHE/pypi/mirror" seccomp root
+        if run_build seccomp seccomp "$CACHE/pypi/mirror" DIB_NO_PYPI_PIP=1; then
+            common_checks seccomp "1.0 ${TOKEN[seccomp]}" "1.0 ${TOKEN[seccomp]}"
+            seccomp_checks
+        fi
+        ;;
+    parallel)
+        # "user" and "seccomp" at once, on one mirror directory: the
+        # user's own ~/.cache/image-create/pypi/mirror, which the root
+        # build reaches as $DIB_IMAGE_CACHE/pypi/mirror through a symlink.
+        # Everything else of DIB's cache stays per build (DIB_IMAGE_CACHE
+        # of root: $CACHE; of the user: its default), so the two builds
+        # share no apt cache, apt lock, debootstrap tarball or DIB lock
+        # directory.  Mid-build, pypi-mirror add puts a new wheel into
+        # the mirror.
+        make_mirror "$UMIRROR" user user
+        seed_user_cache
+        rm -rf "$CACHE/pypi/mirror"
+        ln -s "$UMIRROR" "$CACHE/pypi/mirror"
+        before=$WORK/parallel-mirror-before.txt
+        after=$WORK/parallel-mirror-after-add.txt
+        mirror_manifest "$UMIRROR" > "$before"
+        t=$(date +%s)
+        dib_start user user "$UMIRROR" DIB_NO_PYPI_PIP=1
+        dib_start seccomp seccomp "$CACHE/pypi/mirror" DIB_NO_PYPI_PIP=1
+        # Wait until each build has the mirror mounted at /tmp/pypi (or
+        # has ended), then add the wheel while they run.
+        for _ in $(seq "$BUILD_TIMEOUT"); do
+            waiting=0
+            for name in user seccomp; do
+                if build_running "$name" && ! mirror_mounted "$name"; then
+                    waiting=1
+                fi
+            done
+            if [ "$waiting" = 0 ]; then
+                break
+            fi
+            sleep 1
+        done
+        at_add="user: $(mount_state_of user), seccomp: $(mount_state_of seccomp)"
+        say "pypi-mirror add --out $UMIRROR $ADDED_WHEEL_NAME ($at_add)"
+        add_rc=0
+        as_user "$PYPI_MIRROR" add --out "$UMIRROR" "$WHEELS/added/$ADDED_WHEEL_NAME" \
+            > "$WORK/parallel-add.log" 2>&1 || add_rc=$?
+        after_add="user: $(mount_state_of user), seccomp: $(mount_state_of seccomp)"
+        mirror_manifest "$UMIRROR" > "$after"
+        check "parallel: pypi-mirror add succeeded (log: $WORK/parallel-add.log)" \
+            test "$add_rc" = 0
+        both="user: mounted, seccomp: mounted"
+        check "parallel: the add ran while both builds had the mirror mounted (before it: $at_add; after it: $after_add)" \
+            test "$at_add" = "$both" -a "$after_add" = "$both"
+        # both builds must leave the mirror exactly as the add made it
+        for name in user seccomp; do
+            cp "$after" "$WORK/build-$name/mirror-expected.txt"
+            MIRROR_NOTE[$name]="as pypi-mirror add left it mid-build"
+        done
+        user_ok=0
+        seccomp_ok=0
+        dib_finish user && user_ok=1
+        dib_finish seccomp && seccomp_ok=1
+        timing "parallel (both builds)" $(($(date +%s) - t))
+        # only now, with both ended, may no mount of the mirror be left
+        host_checks user
+        host_checks seccomp
+        if [ "$user_ok" = 1 ]; then
+            common_checks user "1.0 ${TOKEN[user]}" "1.0 ${TOKEN[user]}"
+            user_checks
+        fi
+        if [ "$seccomp_ok" = 1 ]; then
+            common_checks seccomp "1.0 ${TOKEN[user]}" "1.0 ${TOKEN[user]}"
+            seccomp_checks
+        fi
+        # what the add did to the mirror: it changed the root page and
+        # its state log, added the new project's directory with the
+        # wheel, its .metadata and its page, and nothing else
+        check "parallel: the add left every original file byte for byte but index.html and .pypi-mirror/state" \
+            none_found unexpected_changes "$before" "$after"
+        check "parallel: the add added $ADDED/ with the wheel, its .metadata and its index.html, nothing else" \
+            test "$(new_paths "$before" "$after")" \
+            = "$ADDED $ADDED/$ADDED_WHEEL_NAME $ADDED/$ADDED_WHEEL_NAME.metadata $ADDED/index.html "
+        check "parallel: the added wheel is indexed: pip on the host downloads it from file://$UMIRROR, same bytes" \
+            pip_gets_added "$UMIRROR"
+        rm -f "$CACHE/pypi/mirror"
         ;;
     esac
     if [ "$KEEP" != 1 ]; then
-        $SUDO rm -rf "$WORK/build-$build/root"
+        names=$build
+        if [ "$build" = parallel ]; then
+            names="user seccomp"
+        fi
+        for name in $names; do
+            $SUDO rm -rf "$WORK/build-$name/root"
+        done
     fi
 done
 

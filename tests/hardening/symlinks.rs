@@ -54,9 +54,9 @@ fn host_canary() -> tempfile::TempDir {
 const LINKED: &[(&str, &str)] = &[
     ("/tmp", ""),
     ("/tmp/pypi", "pypi"),
-    ("/.dib-pypi", "dib-pypi"),
-    ("/.dib-pypi/config.journal", "config.journal"),
-    ("/.dib-pypi/mount.journal", "mount.journal"),
+    ("/dib-pypi", "dib-pypi"),
+    ("/dib-pypi/config.journal", "config.journal"),
+    ("/dib-pypi/mount.journal", "mount.journal"),
     ("/etc", ""),
     ("/etc/uv", "uv"),
     ("/root", ""),
@@ -110,8 +110,8 @@ fn symlinks_out_of_the_image_never_reach_the_host() {
         for (style, target) in link_targets(host.path(), name) {
             let ctx = format!("{inner} -> {style} link, before the build");
             let img = seeded();
-            if inner.starts_with("/.dib-pypi/") {
-                std::fs::create_dir_all(img.path("/.dib-pypi")).unwrap();
+            if inner.starts_with("/dib-pypi/") {
+                std::fs::create_dir_all(img.path("/dib-pypi")).unwrap();
             }
             replace_with_link(&img, inner, &target);
             let before = img.snapshot();

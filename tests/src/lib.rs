@@ -89,9 +89,10 @@ pub fn clean_command(program: impl AsRef<OsStr>) -> Command {
 }
 
 /// The uv release the tests install, pinned so that a new upstream
-/// release cannot change a result. (pip is the one Debian's python3 ships
-/// in its venvs, pinned by the distribution release.)
-pub const UV_VERSION: &str = "0.13.9";
+/// release cannot change a result (the same as pypi-mirror's tests). pip
+/// in the chroot is the one Debian's python3 puts in its venvs, pinned by
+/// the distribution release.
+pub use pypi_mirror::testkit::UV_VERSION;
 
 /// Directory holding the uv wheel ([`UV_VERSION`]) for this platform,
 /// downloaded from PyPI once and cached under target/.

@@ -10,14 +10,16 @@ use std::path::{Component, Path, PathBuf};
 /// The element's state directory in the image while a build runs: the
 /// journals. At the top of the image so that its parent always exists
 /// and creating it is one step (a deeper path would need its missing
-/// parents created, and journaled, first).
-pub const STATE_DIR: &str = "/.dib-pypi";
+/// parents created, and journaled, first). Not a dot name: DIB moves the
+/// image into its final filesystem with `cp -ra built/* mnt` before
+/// cleanup.d, and that glob leaves every top-level dot name behind.
+pub const STATE_DIR: &str = "/dib-pypi";
 /// Mode of the state directory: the journals name root's files.
 pub const STATE_DIR_MODE: u32 = 0o700;
 /// Journal of root.d (the mirror mount).
-pub const MOUNT_JOURNAL: &str = "/.dib-pypi/mount.journal";
+pub const MOUNT_JOURNAL: &str = "/dib-pypi/mount.journal";
 /// Journal of pre-install.d (the pip and uv configs).
-pub const CONFIG_JOURNAL: &str = "/.dib-pypi/config.journal";
+pub const CONFIG_JOURNAL: &str = "/dib-pypi/config.journal";
 
 /// Where the mirror appears inside the image (`file:///tmp/pypi`).
 pub const MOUNTPOINT: &str = "/tmp/pypi";

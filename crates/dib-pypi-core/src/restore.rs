@@ -125,7 +125,7 @@ mod tests {
         let root = Root::open(dir.path()).unwrap();
         configure(&root, &offline(), home(), &NoMounts).unwrap();
         // Another element wipes the state directory: the journals are gone.
-        std::fs::remove_dir_all(dir.path().join(".dib-pypi")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("dib-pypi")).unwrap();
         let e = restore(&root, &NoMounts, home()).unwrap_err().to_string();
         assert!(
             e.contains("root/.pip/pip.conf: still holds the pypi element"),
@@ -151,7 +151,7 @@ mod tests {
         let root = Root::open(dir.path()).unwrap();
         let done = configure(&root, &offline(), Path::new("/home"), &NoMounts).unwrap();
         assert!(done.written.contains(&"/etc/uv/uv.toml".into()), "{done:?}");
-        std::fs::remove_dir_all(dir.path().join(".dib-pypi")).unwrap();
+        std::fs::remove_dir_all(dir.path().join("dib-pypi")).unwrap();
         let e = restore(&root, &NoMounts, Path::new("/home"))
             .unwrap_err()
             .to_string();
@@ -208,6 +208,6 @@ mod tests {
             std::fs::read_to_string(&conf).unwrap(),
             "[global]\ntimeout = 7\n"
         );
-        assert!(!dir.path().join(".dib-pypi").exists());
+        assert!(!dir.path().join("dib-pypi").exists());
     }
 }

@@ -67,18 +67,18 @@ mod tests {
         let root = Root::open(dir.path()).unwrap();
         ensure(&root).unwrap();
         ensure(&root).unwrap();
-        let meta = std::fs::metadata(dir.path().join(".dib-pypi")).unwrap();
+        let meta = std::fs::metadata(dir.path().join("dib-pypi")).unwrap();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
             0o700
         );
-        std::fs::write(dir.path().join(".dib-pypi/config.journal"), "x").unwrap();
+        std::fs::write(dir.path().join("dib-pypi/config.journal"), "x").unwrap();
         teardown(&root).unwrap();
         assert!(
-            dir.path().join(".dib-pypi").is_dir(),
+            dir.path().join("dib-pypi").is_dir(),
             "a journal still needs it"
         );
-        std::fs::remove_file(dir.path().join(".dib-pypi/config.journal")).unwrap();
+        std::fs::remove_file(dir.path().join("dib-pypi/config.journal")).unwrap();
         teardown(&root).unwrap();
         assert_eq!(tree(dir.path()), before);
     }
@@ -86,25 +86,25 @@ mod tests {
     #[test]
     fn strangers_are_refused_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(".dib-pypi"), "mine").unwrap();
+        std::fs::write(dir.path().join("dib-pypi"), "mine").unwrap();
         let root = Root::open(dir.path()).unwrap();
         let e = ensure(&root).unwrap_err().to_string();
         assert!(
             e.ends_with(
-                ".dib-pypi: is a regular file, where the pypi element keeps its state; remove it"
+                "dib-pypi: is a regular file, where the pypi element keeps its state; remove it"
             ),
             "{e}"
         );
-        std::fs::remove_file(dir.path().join(".dib-pypi")).unwrap();
+        std::fs::remove_file(dir.path().join("dib-pypi")).unwrap();
         ensure(&root).unwrap();
-        std::fs::write(dir.path().join(".dib-pypi/notes"), "mine").unwrap();
+        std::fs::write(dir.path().join("dib-pypi/notes"), "mine").unwrap();
         let e = teardown(&root).unwrap_err().to_string();
         assert!(
             e.ends_with("holds files the pypi element did not put there; left in place"),
             "{e}"
         );
         assert_eq!(
-            std::fs::read(dir.path().join(".dib-pypi/notes")).unwrap(),
+            std::fs::read(dir.path().join("dib-pypi/notes")).unwrap(),
             b"mine"
         );
     }

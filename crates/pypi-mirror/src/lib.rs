@@ -11,7 +11,7 @@
 //! OUT/.pypi-mirror/{state,lock}          incremental state, run lock
 //! ```
 //!
-//! [`build`] indexes directories, [`add`] single files; both rewrite only the
+//! [`build()`] indexes directories, [`add`] single files; both rewrite only the
 //! pages of projects that changed, each page atomically. [`synth`] writes
 //! small installable distributions for tests and benchmarks.
 

@@ -32,9 +32,16 @@ enum Command {
         /// ~/.cache/image-create/pypi/mirror].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Remove files from the mirror that no source directory has.
+        /// Remove files from the mirror that no source directory has (not
+        /// recorded ones; nothing at all if any file was skipped).
         #[arg(long)]
         prune: bool,
+        /// Like --prune, and remove recorded files too.
+        #[arg(long)]
+        prune_recorded: bool,
+        /// Show what would be added, updated and removed; change nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
         /// Worker threads (default: number of CPUs).
         #[arg(short, long, default_value_t = 0, hide_default_value = true)]
         jobs: usize,
@@ -47,6 +54,12 @@ enum Command {
         /// Mirror directory (default as for `build`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Mark the files as recorded: `build --prune` keeps them.
+        #[arg(long)]
+        recorded: bool,
+        /// Show what would be added; change nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
     },
     /// Serve the mirror over HTTP as a pull-through cache of upstream
     /// indexes: what clients fetch is published into the mirror.
@@ -78,7 +91,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => log::LevelFilter::Error,
         (false, 0) => log::LevelFilter::Info,
@@ -123,6 +139,8 @@ fn main() -> ExitCode {
             from,
             out,
             prune,
+            prune_recorded,
+            dry_run,
             jobs,
         } => {
             let Some(out) = out.or_else(pypi_mirror::default_out) else {
@@ -131,7 +149,9 @@ fn main() -> ExitCode {
             let opts = pypi_mirror::BuildOptions {
                 from,
                 out: out.clone(),
-                prune,
+                prune: prune || prune_recorded,
+                prune_recorded,
+                dry_run,
                 progress,
                 jobs,
             };
@@ -164,28 +184,25 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Add { files, out } => {
+        Command::Add {
+            files,
+            out,
+            recorded,
+            dry_run,
+        } => {
             let Some(out) = out.or_else(pypi_mirror::default_out) else {
                 return no_out();
             };
             let mut opts = pypi_mirror::AddOptions::new(out.clone(), files);
             opts.progress = progress;
+            opts.recorded = recorded;
+            opts.dry_run = dry_run;
             (out, pypi_mirror::add_with(&opts))
         }
     };
     match result {
         Ok(report) => {
-            log::info!(
-                "{}: {} files in {} projects ({} added, {} updated, {} removed, {} unchanged; {} pages written)",
-                out.display(),
-                report.files,
-                report.projects,
-                report.added.len(),
-                report.updated.len(),
-                report.removed.len(),
-                report.unchanged,
-                report.pages_written.len() + usize::from(report.root_written),
-            );
+            summarise(&out, &report);
             if report.is_clean() {
                 ExitCode::SUCCESS
             } else {
@@ -201,6 +218,85 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Say what the run did, or in a dry run what it would do, and what
+/// `--prune` left alone and why.
+fn summarise(out: &std::path::Path, report: &pypi_mirror::Report) {
+    if report.dry_run {
+        for (verb, names) in [
+            ("would add", &report.added),
+            ("would update", &report.updated),
+            ("would remove", &report.removed),
+        ] {
+            for name in names {
+                log::info!("{verb} {name}");
+            }
+        }
+    }
+    if !report.prune_withheld.is_empty() {
+        log::warn!(
+            "--prune removed nothing because files were skipped or a source could not be read (see above), and a file missing from a source may just be unreadable; fix that and run again. It would remove: {}",
+            report.prune_withheld.join(", ")
+        );
+    }
+    if !report.kept_recorded.is_empty() {
+        log::info!(
+            "--prune kept {} recorded file(s) that no source has (--prune-recorded removes them too): {}",
+            report.kept_recorded.len(),
+            report.kept_recorded.join(", ")
+        );
+    }
+    let (verbs, prefix) = if report.dry_run {
+        (
+            ["to add", "to update", "to remove", "pages to write"],
+            "dry run, nothing changed; would have ",
+        )
+    } else {
+        (["added", "updated", "removed", "pages written"], "")
+    };
+    log::info!(
+        "{}: {prefix}{} files in {} projects ({} {}, {} {}, {} {}, {} unchanged; {} {})",
+        out.display(),
+        report.files,
+        report.projects,
+        report.added.len(),
+        verbs[0],
+        report.updated.len(),
+        verbs[1],
+        report.removed.len(),
+        verbs[2],
+        report.unchanged,
+        report.pages_written.len() + usize::from(report.root_written),
+        verbs[3],
+    );
+}
+
+/// Help and version go to stdout as usual; a usage error is one line, like
+/// every other error of the tool, naming the option, with exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        // clap's own exit status: 0 for help, 2 for help instead of a
+        // missing subcommand.
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // clap's "tip: a similar argument exists" is worth keeping.
+    let tip = lines
+        .find(|l| l.starts_with("tip: "))
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default();
+    eprintln!("pypi-mirror: error: {first}{tip} (see pypi-mirror --help)");
+    ExitCode::from(2)
 }
 
 /// env_logger, but printing around the progress bar instead of through it.

@@ -33,13 +33,17 @@ impl ArchiveKind {
         }
     }
 
-    /// Length of the extension including the dot(s).
-    fn ext_len(self) -> usize {
+    /// The extension including the dot(s), in lower case.
+    pub fn extension(self) -> &'static str {
         match self {
-            Self::Wheel => 4,
-            Self::SdistTarGz => 7,
-            Self::SdistZip => 4,
+            Self::Wheel => ".whl",
+            Self::SdistTarGz => ".tar.gz",
+            Self::SdistZip => ".zip",
         }
+    }
+
+    fn ext_len(self) -> usize {
+        self.extension().len()
     }
 
     /// Whether this is a wheel (and so gets a PEP 658 `.metadata` file).
@@ -108,32 +112,94 @@ pub fn normalize_checked(name: &str) -> Result<String, InvalidName> {
 }
 
 /// The distribution name and version encoded in an archive's file name, if
-/// the file name has the expected shape.
-///
-/// Wheels: `{name}-{version}(-{build})?-{python}-{abi}-{platform}.whl`, where
-/// the name never contains `-`. Sdists: `{name}-{version}.tar.gz|.zip`; legacy
-/// sdists may have `-` inside the name, so the split is at the last `-`.
+/// the file name has the expected shape (see [`check_filename`]).
 pub fn split_filename(filename: &str) -> Option<(ArchiveKind, &str, &str)> {
-    let kind = ArchiveKind::from_filename(filename)?;
-    let stem = filename.get(..filename.len() - kind.ext_len())?;
-    let (name, version) = match kind {
-        ArchiveKind::Wheel => {
-            let mut parts = stem.split('-');
-            let name = parts.next()?;
-            let version = parts.next()?;
-            // python, abi and platform tags must follow (build tag optional).
-            let rest = parts.count();
-            if !(3..=4).contains(&rest) {
-                return None;
-            }
-            (name, version)
-        }
-        ArchiveKind::SdistTarGz | ArchiveKind::SdistZip => stem.rsplit_once('-')?,
-    };
-    if name.is_empty() || version.is_empty() {
-        return None;
+    check_filename(filename).ok()
+}
+
+/// Check that `filename` is one pip and uv would pick up from an index, and
+/// split it into kind, distribution name and version; the error says what
+/// is wrong, in a few words.
+///
+/// Wheels (PEP 427): `{name}-{version}(-{build})?-{python}-{abi}-{platform}.whl`
+/// with a valid project name, a PEP 440 version, a build tag starting with a
+/// digit, and compatibility tags (PEP 425) made of letters, digits and `_`,
+/// joined by `.` in compressed sets such as `py2.py3`. Sdists:
+/// `{name}-{version}.tar.gz|.zip`, split at the last `-` because legacy
+/// sdists may have `-` inside the name; their version can only be checked
+/// once the project name is known (see [`sdist_version`]). A name with white
+/// space (`pkg-1.0-py3-none-any (1).whl`, a browser's second download) is
+/// never valid.
+pub fn check_filename(filename: &str) -> Result<(ArchiveKind, &str, &str), String> {
+    let kind = ArchiveKind::from_filename(filename)
+        .ok_or_else(|| "not a .whl, .tar.gz or .zip file".to_owned())?;
+    if filename
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("white space in the file name".to_owned());
     }
-    Some((kind, name, version))
+    let stem = filename
+        .get(..filename.len() - kind.ext_len())
+        .unwrap_or_default();
+    match kind {
+        ArchiveKind::Wheel => check_wheel_stem(stem).map(|(n, v)| (kind, n, v)),
+        ArchiveKind::SdistTarGz | ArchiveKind::SdistZip => match stem.rsplit_once('-') {
+            Some((n, v)) if !n.is_empty() && !v.is_empty() => Ok((kind, n, v)),
+            _ => Err("no {name}-{version} before the extension".to_owned()),
+        },
+    }
+}
+
+fn check_wheel_stem(stem: &str) -> Result<(&str, &str), String> {
+    let parts: Vec<&str> = stem.split('-').collect();
+    let (name, version, build, tags) = match parts.as_slice() {
+        [n, v, tags @ ..] if tags.len() == 3 => (*n, *v, None, tags),
+        [n, v, b, tags @ ..] if tags.len() == 3 => (*n, *v, Some(*b), tags),
+        _ => return Err("not {name}-{version}(-{build})-{python}-{abi}-{platform}.whl".to_owned()),
+    };
+    if !is_valid(name) {
+        return Err(format!("{name:?} is not a valid project name"));
+    }
+    // pip reads `_` in a wheel's version as `-` (old tools escaped it so).
+    check_version(&version.replace('_', "-"))?;
+    if let Some(b) = build {
+        if !b.starts_with(|c: char| c.is_ascii_digit()) || !is_tag(b) {
+            return Err(format!("build tag {b:?} must start with a digit"));
+        }
+    }
+    for (what, tag) in ["python", "abi", "platform"].iter().zip(tags) {
+        if !tag.split('.').all(is_tag) {
+            return Err(format!(
+                "{what} tag {tag:?} may only have letters, digits, '_' and '.'"
+            ));
+        }
+    }
+    Ok((name, version))
+}
+
+fn is_tag(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Whether `version` is a valid PEP 440 version: pip and uv skip files whose
+/// version is not.
+pub fn check_version(version: &str) -> Result<(), String> {
+    version
+        .parse::<pep440_rs::Version>()
+        .map(|_| ())
+        .map_err(|_| format!("version {version:?} is not a valid PEP 440 version"))
+}
+
+/// The version part of an sdist file name (without extension) for the
+/// normalized `project`, found as pip finds it: after the first `-` whose
+/// prefix normalizes to the project name. `None` if no prefix does, i.e. pip
+/// would not take the file for a release of `project`.
+pub fn sdist_version<'a>(stem: &'a str, project: &str) -> Option<&'a str> {
+    stem.match_indices('-')
+        .find(|(i, _)| normalize(&stem[..*i]) == project)
+        .map(|(i, _)| &stem[i + 1..])
+        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -191,11 +257,56 @@ mod tests {
         );
         assert_eq!(split_filename("foo.whl"), None);
         assert_eq!(split_filename("foo-1.0-py3.whl"), None);
+        assert_eq!(
+            split_filename("foo-1.0-py2.py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"),
+            Some((ArchiveKind::Wheel, "foo", "1.0"))
+        );
+        assert_eq!(
+            split_filename("torch-2.1.0+cpu-cp311-cp311-linux_x86_64.whl"),
+            Some((ArchiveKind::Wheel, "torch", "2.1.0+cpu"))
+        );
         assert_eq!(split_filename("nodash.tar.gz"), None);
         assert_eq!(split_filename("foo-1.0.egg"), None);
         assert_eq!(
             ArchiveKind::from_filename("X-1.ZIP"),
             Some(ArchiveKind::SdistZip)
         );
+    }
+
+    #[test]
+    fn refuses_wheel_names_installers_ignore() {
+        for (bad, why) in [
+            ("pkg-1.0-py3-none-any (1).whl", "white space"),
+            ("pkg-1.0-py3-none-any(1).whl", "platform tag \"any(1)\""),
+            ("pkg-one-py3-none-any.whl", "version \"one\""),
+            ("pkg-1.0-x1-py3-none-any.whl", "build tag \"x1\""),
+            (
+                "pk+g-1.0-py3-none-any.whl",
+                "\"pk+g\" is not a valid project name",
+            ),
+            ("pkg-1.0-py3..py2-none-any.whl", "python tag"),
+            ("pkg-1.0-none-any.whl", "not {name}-{version}"),
+            ("pkg-1.0-1-2-py3-none-any.whl", "not {name}-{version}"),
+        ] {
+            let err = check_filename(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert_eq!(
+            check_filename("foo-1.0_1-py3-none-any.whl"),
+            Ok((ArchiveKind::Wheel, "foo", "1.0_1"))
+        );
+        assert!(check_filename("pkg-1.0 (1).tar.gz").is_err());
+    }
+
+    #[test]
+    fn finds_sdist_versions_the_way_pip_does() {
+        assert_eq!(sdist_version("Foo.Bar-2.0", "foo-bar"), Some("2.0"));
+        assert_eq!(sdist_version("foo-bar-2.0", "foo-bar"), Some("2.0"));
+        assert_eq!(sdist_version("foo-1.0-post1", "foo"), Some("1.0-post1"));
+        assert_eq!(sdist_version("foo-1.0", "bar"), None);
+        assert_eq!(sdist_version("foo-", "foo"), None);
+        assert!(check_version("1.0-post1").is_ok());
+        assert!(check_version("1.0 (1)").is_err());
+        assert!(check_version("latest").is_err());
     }
 }

@@ -6,6 +6,12 @@
 //! build compacts it. A torn last line (crash mid-append) has no newline and
 //! is ignored, so the log never needs repair: the worst case is re-hashing
 //! the files of that last run.
+//!
+//! A record is `F`, then tab-separated: file name, project, sha256, the
+//! source's dev, ino, size, mtime and mtime_nsec, the `.metadata` sha256,
+//! `Requires-Python`, the source path, and (added later, so optional)
+//! `recorded` or nothing. Readers ignore fields they do not know, so older
+//! versions of the tool still read the log.
 
 use dib_pypi_common::escape::unescape;
 use std::borrow::Cow;
@@ -18,6 +24,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const HEADER: &str = "# pypi-mirror state v1";
+
+/// Value of the last field of a recorded file's record.
+const RECORDED: &[u8] = b"recorded";
 
 /// Identity of a source file as seen by `stat`: if all of it is unchanged the
 /// file's content is assumed unchanged and is not read again.
@@ -69,6 +78,10 @@ pub struct Entry {
     /// Where the file was indexed from (used to tell an updated file from a
     /// conflicting duplicate).
     pub source: PathBuf,
+    /// Recorded into the mirror (e.g. by a caching proxy) rather than
+    /// indexed from a source the user keeps: it may not be fetchable
+    /// anywhere else, so `--prune` keeps it unless told otherwise.
+    pub recorded: bool,
 }
 
 /// The mirror's state: every indexed file by file name.
@@ -186,6 +199,7 @@ fn encode(r: &Record<'_>, buf: &mut Vec<u8>) {
                 e.metadata_sha256.as_deref().unwrap_or("").as_bytes(),
                 e.requires_python.as_deref().unwrap_or("").as_bytes(),
                 e.source.as_os_str().as_bytes(),
+                if e.recorded { RECORDED } else { b"" },
             ] {
                 buf.push(b'\t');
                 escape_into(field, buf);
@@ -234,6 +248,8 @@ fn parse_record(line: &[u8]) -> Option<Parsed> {
             let metadata_sha256 = text(next()?)?;
             let requires_python = text(next()?)?;
             let source = PathBuf::from(OsString::from_vec(next()?.into_owned()));
+            // Absent in logs written before the field existed.
+            let recorded = next().is_some_and(|f| *f == *RECORDED);
             let opt = |s: String| (!s.is_empty()).then_some(s);
             Some(Parsed::Put(Entry {
                 filename,
@@ -243,6 +259,7 @@ fn parse_record(line: &[u8]) -> Option<Parsed> {
                 metadata_sha256: opt(metadata_sha256),
                 requires_python: opt(requires_python),
                 source,
+                recorded,
             }))
         }
         _ => None,
@@ -274,6 +291,7 @@ mod tests {
             metadata_sha256: None,
             requires_python: Some(">=3.8,\t<4%".to_owned()),
             source: PathBuf::from(OsString::from_vec(b"/tmp/a b\n\xff/x.whl".to_vec())),
+            recorded: false,
         }
     }
 
@@ -288,6 +306,28 @@ mod tests {
         assert_eq!(state.records, 3);
         assert_eq!(state.entries.len(), 1);
         assert_eq!(state.entries["b.whl"], b);
+    }
+
+    #[test]
+    fn the_recorded_flag_round_trips_and_old_records_lack_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let mut a = entry("a.whl");
+        a.recorded = true;
+        let b = entry("b.whl");
+        fs::write(&path, render([&a, &b])).unwrap();
+        let state = State::load(&path).unwrap();
+        assert_eq!(state.entries["a.whl"], a);
+        assert_eq!(state.entries["b.whl"], b);
+
+        // A record as the first version of the tool wrote it: 11 fields.
+        let mut old = render([&b]);
+        let cut = old.len() - 2; // the empty flag field and the newline
+        assert_eq!(&old[cut..], b"\t\n");
+        old.truncate(cut);
+        old.push(b'\n');
+        fs::write(&path, &old).unwrap();
+        assert_eq!(State::load(&path).unwrap().entries["b.whl"], b);
     }
 
     #[test]

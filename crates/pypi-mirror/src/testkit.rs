@@ -16,6 +16,12 @@ use std::time::Duration;
 /// Environment variable overriding where [`tools_venv`] puts its venv.
 pub const VENV_ENV: &str = "PYPI_MIRROR_TOOLS_VENV";
 
+/// The pip release the tests install, pinned so that a new upstream
+/// release cannot change a result.
+pub const PIP_VERSION: &str = "26.3";
+/// The uv release the tests install (the element's tests use the same).
+pub const UV_VERSION: &str = "0.13.9";
+
 /// The Cargo target directory of the running test or bench binary
 /// (`target/<profile>/deps/<binary>` → `target`), falling back to the system
 /// temp directory.
@@ -58,7 +64,7 @@ impl Tools {
     pub fn dir2pi(&self) -> io::Result<PathBuf> {
         let dir2pi = self.dir.join("bin/dir2pi");
         if !dir2pi.exists() {
-            let _lock = lock(&self.dir.with_extension("lock"))?;
+            let _lock = lock(&lock_path(&self.dir))?;
             if !dir2pi.exists() {
                 // pip2pi 0.8.2 (2021) is the last release; pinned so the
                 // comparison cannot change silently. It imports
@@ -80,12 +86,17 @@ impl Tools {
 }
 
 /// Create (once; later calls and later runs reuse it) a venv under the target
-/// directory with the newest pip and uv, using the host's normal pip
-/// configuration to reach the package registry.
+/// directory with pip [`PIP_VERSION`] and uv [`UV_VERSION`], using the
+/// host's normal pip configuration to reach the package registry. The
+/// versions are in the directory's name, so a change of pin makes a new one.
 pub fn tools_venv() -> io::Result<Tools> {
     let dir = std::env::var_os(VENV_ENV)
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("pypi-mirror-tools-venv"));
+        .unwrap_or_else(|| {
+            target_dir().join(format!(
+                "pypi-mirror-tools-venv-pip{PIP_VERSION}-uv{UV_VERSION}"
+            ))
+        });
     let tools = Tools {
         python: dir.join("bin/python"),
         uv: dir.join("bin/uv"),
@@ -99,7 +110,7 @@ pub fn tools_venv() -> io::Result<Tools> {
         fs::create_dir_all(parent)?;
     }
     // Test binaries run concurrently; one creates, the others wait.
-    let _lock = lock(&dir.with_extension("lock"))?;
+    let _lock = lock(&lock_path(&dir))?;
     if ready.exists() {
         return Ok(tools);
     }
@@ -110,12 +121,19 @@ pub fn tools_venv() -> io::Result<Tools> {
         "pip",
         "install",
         "-q",
-        "--upgrade",
-        "pip",
-        "uv",
+        &format!("pip=={PIP_VERSION}"),
+        &format!("uv=={UV_VERSION}"),
     ]))?;
     fs::write(&ready, b"")?;
     Ok(tools)
+}
+
+/// `DIR.lock` beside the venv (not `with_extension`: the venv's name
+/// holds version numbers with dots).
+fn lock_path(dir: &Path) -> PathBuf {
+    let mut name = dir.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 fn lock(path: &Path) -> io::Result<nix::fcntl::Flock<fs::File>> {

@@ -164,6 +164,21 @@ fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!((report.files, report.hashed), (3, 0), "{report:?}");
     assert!(report.pages_written.is_empty() && !report.root_written);
+
+    // What serve published is recorded: `build --prune` over sources that
+    // lack it keeps it (the files may be fetchable nowhere else later).
+    let empty = root.join("no-sources");
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut prune = pypi_mirror::BuildOptions::new(&t.out).from_dir(&empty);
+    prune.prune = true;
+    let report = pypi_mirror::build(&prune).unwrap();
+    assert!(report.removed.is_empty(), "{report:?}");
+    assert_eq!(
+        (report.files, report.kept_recorded.len()),
+        (3, 3),
+        "{report:?}"
+    );
+    assert!(t.out.join("synth-beta").join(BETA_WHEEL).exists());
 }
 
 /// A venv with pip 23.0.1, Debian bookworm's: the pip inside the images

@@ -21,48 +21,73 @@ fn ours(dir: &Path, inner: &str) -> bool {
     std::fs::read(dir.join(inner.trim_start_matches('/'))).is_ok_and(|c| crate::render::is_ours(&c))
 }
 
-#[test]
-fn a_symlinked_pip_dir_is_written_once_and_its_original_survives() {
-    // Regression: ~/.pip -> .config/pip made the second replacement
-    // move our first file aside, and the rollback deleted the original.
+/// An image laid out by `layout`, configured (then `check`ed, with the
+/// image's host path), then restored: the tree must be as before.
+fn configured(layout: impl FnOnce(&Path), check: impl FnOnce(&Path, &Configured)) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("root/.config/pip")).unwrap();
-    symlink(".config/pip", dir.path().join("root/.pip")).unwrap();
-    std::fs::write(dir.path().join("root/.config/pip/pip.conf"), "orig").unwrap();
+    layout(dir.path());
     let before = tree(dir.path());
     let root = Root::open(dir.path()).unwrap();
     let done = configure(&root, &offline(), home(), &NoMounts).unwrap();
-    assert_eq!(
-        done.written,
-        paths(&["/root/.pip/pip.conf", "/root/.config/uv/uv.toml"])
-    );
-    assert!(done.warnings.is_empty(), "{:?}", done.warnings);
-    let conf = std::fs::read_to_string(dir.path().join("root/.config/pip/pip.conf")).unwrap();
-    assert!(conf.contains("index-url = file:///tmp/pypi"), "{conf}");
+    check(dir.path(), &done);
     restore(&root, &NoMounts, home()).unwrap();
     assert_eq!(tree(dir.path()), before);
 }
 
-#[test]
-fn a_refused_configure_leaves_no_state_directory() {
+/// An image laid out by `layout` that configure must refuse, changing
+/// nothing; the one-line error.
+fn refused(layout: impl FnOnce(&Path)) -> String {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("root/.config/uv/uv.toml")).unwrap();
+    layout(dir.path());
     let before = tree(dir.path());
     let root = Root::open(dir.path()).unwrap();
     let e = configure(&root, &offline(), home(), &NoMounts)
         .unwrap_err()
         .to_string();
+    assert!(!e.contains('\n'), "{e}");
+    assert_eq!(tree(dir.path()), before);
+    e
+}
+
+fn mkdir(dir: &Path, inner: &str) {
+    std::fs::create_dir_all(dir.join(inner)).unwrap();
+}
+
+#[test]
+fn a_symlinked_pip_dir_is_written_once_and_its_original_survives() {
+    // Regression: ~/.pip -> .config/pip made the second replacement
+    // move our first file aside, and the rollback deleted the original.
+    configured(
+        |d| {
+            mkdir(d, "root/.config/pip");
+            symlink(".config/pip", d.join("root/.pip")).unwrap();
+            std::fs::write(d.join("root/.config/pip/pip.conf"), "orig").unwrap();
+        },
+        |d, done| {
+            assert_eq!(
+                done.written,
+                paths(&["/root/.pip/pip.conf", "/root/.config/uv/uv.toml"])
+            );
+            assert!(done.warnings.is_empty(), "{:?}", done.warnings);
+            let conf = std::fs::read_to_string(d.join("root/.config/pip/pip.conf")).unwrap();
+            assert!(conf.contains("index-url = file:///tmp/pypi"), "{conf}");
+        },
+    );
+}
+
+#[test]
+fn a_refused_configure_leaves_no_state_directory() {
+    let e = refused(|d| mkdir(d, "root/.config/uv/uv.toml"));
     assert!(
         e.ends_with("uv.toml: is a directory, not a config file; refusing to replace it"),
         "{e}"
     );
-    assert_eq!(tree(dir.path()), before);
 }
 
 #[test]
 fn a_second_configure_restores_the_first_and_keeps_its_backups() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("root/.pip")).unwrap();
+    mkdir(dir.path(), "root/.pip");
     std::fs::write(dir.path().join("root/.pip/pip.conf"), "orig").unwrap();
     let before = tree(dir.path());
     let root = Root::open(dir.path()).unwrap();
@@ -78,115 +103,106 @@ fn a_second_configure_restores_the_first_and_keeps_its_backups() {
 
 #[test]
 fn a_dangling_config_dir_points_pip_and_uv_at_files_they_still_read() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("root")).unwrap();
-    symlink("/nonexistent", dir.path().join("root/.config")).unwrap();
-    let before = tree(dir.path());
-    let root = Root::open(dir.path()).unwrap();
-    let done = configure(&root, &offline(), home(), &NoMounts).unwrap();
-    // pip reads ~/.pip/pip.conf (its XDG file does not exist for it
-    // either); uv, without a user file, reads /etc/uv/uv.toml.
-    assert_eq!(
-        done.written,
-        paths(&["/root/.pip/pip.conf", "/etc/uv/uv.toml"])
+    configured(
+        |d| {
+            mkdir(d, "root");
+            symlink("/nonexistent", d.join("root/.config")).unwrap();
+        },
+        |d, done| {
+            // pip reads ~/.pip/pip.conf (its XDG file does not exist for
+            // it either); uv, without a user file, reads /etc/uv/uv.toml.
+            assert_eq!(
+                done.written,
+                paths(&["/root/.pip/pip.conf", "/etc/uv/uv.toml"])
+            );
+            let link = "/root/.config: a symlink to /nonexistent, \
+                        but /nonexistent does not exist in the image";
+            assert_eq!(
+                done.warnings,
+                [
+                    format!("{link}; pip reads /root/.pip/pip.conf instead"),
+                    format!("{link}; uv reads /etc/uv/uv.toml instead"),
+                ]
+            );
+            assert!(ours(d, "/etc/uv/uv.toml"));
+        },
     );
-    assert_eq!(
-        done.warnings,
-        [
-            "/root/.config: a symlink to /nonexistent, but /nonexistent does not exist in the image; \
-             pip reads /root/.pip/pip.conf instead",
-            "/root/.config: a symlink to /nonexistent, but /nonexistent does not exist in the image; \
-             uv reads /etc/uv/uv.toml instead",
-        ]
-    );
-    assert!(ours(dir.path(), "/etc/uv/uv.toml"));
-    restore(&root, &NoMounts, home()).unwrap();
-    assert_eq!(tree(dir.path()), before);
 }
 
 #[test]
 fn with_no_user_file_in_reach_pip_gets_its_global_file() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
-    std::fs::write(dir.path().join("etc/pip.conf"), "[global]\ntimeout = 9\n").unwrap();
-    // The whole home is a link to a file: nothing under it can be read.
-    symlink("/etc/pip.conf", dir.path().join("root")).unwrap();
-    let before = tree(dir.path());
-    let root = Root::open(dir.path()).unwrap();
-    let done = configure(&root, &offline(), home(), &NoMounts).unwrap();
-    assert_eq!(done.written, paths(&["/etc/pip.conf", "/etc/uv/uv.toml"]));
-    assert!(
-        done.warnings[0].starts_with(
-            "/root: a symlink to /etc/pip.conf, but /etc/pip.conf is not a directory; pip reads /etc/pip.conf instead"
-        ),
-        "{:?}",
-        done.warnings
+    configured(
+        |d| {
+            mkdir(d, "etc");
+            std::fs::write(d.join("etc/pip.conf"), "[global]\ntimeout = 9\n").unwrap();
+            // The whole home is a link to a file: nothing under it can be read.
+            symlink("/etc/pip.conf", d.join("root")).unwrap();
+        },
+        |d, done| {
+            assert_eq!(done.written, paths(&["/etc/pip.conf", "/etc/uv/uv.toml"]));
+            assert!(
+                done.warnings[0].starts_with(
+                    "/root: a symlink to /etc/pip.conf, but /etc/pip.conf is not a directory; \
+                     pip reads /etc/pip.conf instead"
+                ),
+                "{:?}",
+                done.warnings
+            );
+            assert!(ours(d, "/etc/pip.conf"));
+        },
     );
-    assert!(ours(dir.path(), "/etc/pip.conf"));
-    restore(&root, &NoMounts, home()).unwrap();
-    assert_eq!(tree(dir.path()), before);
 }
 
 #[test]
 fn when_no_file_in_reach_remains_the_refusal_says_what_is_wrong() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("root")).unwrap();
-    symlink("/nonexistent", dir.path().join("root/.config")).unwrap();
-    std::fs::create_dir(dir.path().join("etc")).unwrap();
-    symlink("uv", dir.path().join("etc/uv")).unwrap();
-    let before = tree(dir.path());
-    let root = Root::open(dir.path()).unwrap();
-    let e = configure(&root, &offline(), home(), &NoMounts)
-        .unwrap_err()
-        .to_string();
+    let e = refused(|d| {
+        mkdir(d, "root");
+        symlink("/nonexistent", d.join("root/.config")).unwrap();
+        mkdir(d, "etc");
+        symlink("uv", d.join("etc/uv")).unwrap();
+    });
     assert!(
         e.ends_with(
             "root/.config: a symlink to /nonexistent, but /nonexistent does not exist in the image, \
-             and /etc/uv: a symlink to uv, but that leads round in a loop: uv cannot be pointed at the mirrors"
+             and /etc/uv: a symlink to uv, but that leads round in a loop: \
+             uv cannot be pointed at the mirrors"
         ),
         "{e}"
     );
-    assert!(!e.contains('\n'));
-    assert_eq!(tree(dir.path()), before);
 }
 
 #[test]
 fn an_image_system_uv_file_is_replaced_for_the_build_too() {
     for system in ["etc/uv/uv.toml", "etc/xdg/uv/uv.toml"] {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root")).unwrap();
-        let p = dir.path().join(system);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(
-            &p,
-            "[[index]]\nurl = \"https://elsewhere.example/simple\"\n",
-        )
-        .unwrap();
-        let before = tree(dir.path());
-        let root = Root::open(dir.path()).unwrap();
-        let done = configure(&root, &offline(), home(), &NoMounts).unwrap();
-        let system = format!("/{system}");
-        assert!(done.written.contains(&PathBuf::from(&system)), "{done:?}");
-        assert!(ours(dir.path(), &system), "{system}");
-        assert!(ours(dir.path(), "/root/.config/uv/uv.toml"));
-        restore(&root, &NoMounts, home()).unwrap();
-        assert_eq!(tree(dir.path()), before, "{system}");
+        configured(
+            |d| {
+                mkdir(d, "root");
+                let p = d.join(system);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(
+                    &p,
+                    "[[index]]\nurl = \"https://elsewhere.example/simple\"\n",
+                )
+                .unwrap();
+            },
+            |d, done| {
+                let system = format!("/{system}");
+                assert!(done.written.contains(&PathBuf::from(&system)), "{done:?}");
+                assert!(ours(d, &system), "{system}");
+                assert!(ours(d, "/root/.config/uv/uv.toml"));
+            },
+        );
     }
 }
 
 #[test]
 fn a_regular_file_in_the_way_is_still_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("root")).unwrap();
-    std::fs::write(dir.path().join("root/.config"), "not a directory").unwrap();
-    let before = tree(dir.path());
-    let root = Root::open(dir.path()).unwrap();
-    let e = configure(&root, &offline(), home(), &NoMounts)
-        .unwrap_err()
-        .to_string();
+    let e = refused(|d| {
+        mkdir(d, "root");
+        std::fs::write(d.join("root/.config"), "not a directory").unwrap();
+    });
     assert!(
         e.ends_with("root/.config: exists but is not a directory (a regular file)"),
         "{e}"
     );
-    assert_eq!(tree(dir.path()), before);
 }

@@ -13,12 +13,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::AddOptions;
 
-/// The options of every `add` that `serve` makes: the one place to mark
-/// served files as *recorded* once `AddOptions` has that flag (branch
-/// `mirror-split`), so `build --prune` keeps what builds fetched.
+/// The options of every `add` that `serve` makes, the one place they are
+/// set: served files are *recorded*, so `build --prune` keeps what builds
+/// fetched (upstream may have removed it since; only `--prune-recorded`
+/// drops it).
 pub fn serve_add_options(out: &Path, files: Vec<PathBuf>) -> AddOptions {
-    // RECORDED FLAG: set it here, e.g. `opts.recorded = true;`.
-    AddOptions::new(out, files)
+    let mut opts = AddOptions::new(out, files);
+    opts.recorded = true;
+    opts
 }
 
 /// How long the first verified download waits for others to publish with.
