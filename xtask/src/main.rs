@@ -21,6 +21,10 @@ enum Command {
         #[arg(long, default_value = "target/element")]
         out: PathBuf,
     },
+    /// Write the wheel's data directory (target/wheel-data) afresh: the
+    /// element of `element`, where the wheel installs it. The build backend
+    /// runs this before maturin.
+    WheelData,
     /// Run every check CI runs: fmt, clippy, unit and integration tests, and
     /// the disk-image-create end-to-end builds.
     Test {
@@ -34,6 +38,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Element { out } => element::assemble(&out).map(|dir| {
+            println!("element written to {}", dir.display());
+        }),
+        Command::WheelData => element::wheel_data().map(|dir| {
             println!("element written to {}", dir.display());
         }),
         Command::Test { no_e2e } => test::run(!no_e2e),
