@@ -9,7 +9,8 @@ maturin, which builds one crate's binaries its own way, cannot build them.
 ``build_wheel`` and ``build_editable`` therefore run ``cargo xtask
 wheel-data`` first: the code of ``cargo xtask element``, which builds the
 binaries static, checks them and lays the element out. Every other hook is
-maturin's own.
+maturin's own, after making sure the data directory exists: maturin
+refuses to start without it, even to write metadata or an sdist.
 
 Needs cargo (a Rust toolchain) on PATH, like maturin.
 """
@@ -27,11 +28,14 @@ os.environ.setdefault("MATURIN_NO_INSTALL_RUST", "1")
 
 import maturin  # noqa: E402
 from maturin import (  # noqa: E402,F401 (PEP 517 hooks, re-exported unchanged)
-    build_sdist,
     get_requires_for_build_sdist,
     get_requires_for_build_wheel,
-    prepare_metadata_for_build_wheel,
 )
+
+
+def _data_dir() -> None:
+    """Make ``[tool.maturin] data`` if it is missing (from a fresh checkout)."""
+    os.makedirs(maturin.get_config()["data"], exist_ok=True)
 
 
 def _wheel_data() -> None:
@@ -48,6 +52,20 @@ def _wheel_data() -> None:
         raise SystemExit(
             f"dib-pypi: {' '.join(cmd)} failed (exit {e.returncode}), see above"
         ) from None
+
+
+def prepare_metadata_for_build_wheel(
+    metadata_directory: str, config_settings: Optional[Mapping[str, Any]] = None
+) -> str:
+    _data_dir()
+    return maturin.prepare_metadata_for_build_wheel(metadata_directory, config_settings)
+
+
+def build_sdist(
+    sdist_directory: str, config_settings: Optional[Mapping[str, Any]] = None
+) -> str:
+    _data_dir()
+    return maturin.build_sdist(sdist_directory, config_settings)
 
 
 def build_wheel(
