@@ -71,44 +71,83 @@ pub fn build_static() -> Result<PathBuf, String> {
     Ok(target_dir.join(triple).join("release"))
 }
 
-/// Whether an ELF file asks for a program interpreter (dynamic loader).
-/// Static and static-pie binaries have no PT_INTERP segment.
-pub fn elf_has_interpreter(bytes: &[u8]) -> Result<bool, String> {
-    const PT_INTERP: u32 = 3;
+/// The program headers of a 64-bit little-endian ELF file:
+/// `(p_type, p_offset, p_filesz)` each.
+fn elf_segments(bytes: &[u8]) -> Result<Vec<(u32, u64, u64)>, String> {
+    check_elf(bytes)?;
+    let bad = || "truncated ELF header".to_string();
+    let phoff = usize::try_from(u64_at(bytes, 0x20).ok_or_else(bad)?).map_err(|_| bad())?;
+    let phentsize = usize::from(u16_at(bytes, 0x36).ok_or_else(bad)?);
+    let phnum = usize::from(u16_at(bytes, 0x38).ok_or_else(bad)?);
+    (0..phnum)
+        .map(|i| {
+            let at = phoff + i * phentsize;
+            Ok((
+                u32_at(bytes, at).ok_or_else(bad)?,
+                u64_at(bytes, at + 8).ok_or_else(bad)?,
+                u64_at(bytes, at + 0x20).ok_or_else(bad)?,
+            ))
+        })
+        .collect()
+}
+
+fn check_elf(bytes: &[u8]) -> Result<(), String> {
     if bytes.get(..4) != Some(b"\x7fELF") {
         return Err("not an ELF file".into());
     }
     if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
         return Err("not a 64-bit little-endian ELF file".into());
     }
-    let u16_at = |o: usize| {
-        bytes
-            .get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    Ok(())
+}
+
+fn u16_at(bytes: &[u8], o: usize) -> Option<u16> {
+    bytes
+        .get(o..o + 2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+}
+
+fn u32_at(bytes: &[u8], o: usize) -> Option<u32> {
+    bytes
+        .get(o..o + 4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn u64_at(bytes: &[u8], o: usize) -> Option<u64> {
+    bytes.get(o..o + 8).map(|b| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        u64::from_le_bytes(a)
+    })
+}
+
+const PT_INTERP: u32 = 3;
+
+/// Whether an ELF file asks for a program interpreter (dynamic loader).
+/// Static and static-pie binaries have no PT_INTERP segment.
+pub fn elf_has_interpreter(bytes: &[u8]) -> Result<bool, String> {
+    Ok(elf_segments(bytes)?.iter().any(|s| s.0 == PT_INTERP))
+}
+
+/// The program interpreter an ELF file names (`/lib64/ld-linux-x86-64.so.2`
+/// for glibc's loader), if it names one.
+pub fn elf_interpreter(bytes: &[u8]) -> Result<Option<String>, String> {
+    let Some(&(_, offset, size)) = elf_segments(bytes)?.iter().find(|s| s.0 == PT_INTERP) else {
+        return Ok(None);
     };
-    let u32_at = |o: usize| {
-        bytes
-            .get(o..o + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let u64_at = |o: usize| {
-        bytes.get(o..o + 8).map(|b| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            u64::from_le_bytes(a)
-        })
-    };
-    let bad = || "truncated ELF header".to_string();
-    let phoff = usize::try_from(u64_at(0x20).ok_or_else(bad)?).map_err(|_| bad())?;
-    let phentsize = usize::from(u16_at(0x36).ok_or_else(bad)?);
-    let phnum = usize::from(u16_at(0x38).ok_or_else(bad)?);
-    for i in 0..phnum {
-        let p_type = u32_at(phoff + i * phentsize).ok_or_else(bad)?;
-        if p_type == PT_INTERP {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let range = usize::try_from(offset)
+        .ok()
+        .zip(usize::try_from(size).ok())
+        .and_then(|(o, n)| bytes.get(o..o.checked_add(n)?))
+        .ok_or_else(|| "PT_INTERP beyond the end of the file".to_string())?;
+    let name = range.split(|&b| b == 0).next().unwrap_or_default();
+    Ok(Some(String::from_utf8_lossy(name).into_owned()))
+}
+
+/// The ELF file's `e_machine` (62 for x86_64).
+pub fn elf_machine(bytes: &[u8]) -> Result<u16, String> {
+    check_elf(bytes)?;
+    u16_at(bytes, 0x12).ok_or_else(|| "truncated ELF header".into())
 }
 
 /// dib-lint greps every line of every element file, binaries included, for
@@ -279,6 +318,33 @@ mod tests {
             b[o..o + 4].copy_from_slice(&t.to_le_bytes());
         }
         b
+    }
+
+    /// An ELF file for machine 62 whose one PT_INTERP segment names `interp`.
+    fn elf_with_interp(interp: &str) -> Vec<u8> {
+        let mut b = elf_with(&[3]);
+        b[0x12..0x14].copy_from_slice(&62u16.to_le_bytes());
+        let at = b.len() as u64;
+        b[0x40 + 8..0x40 + 16].copy_from_slice(&at.to_le_bytes());
+        b[0x40 + 0x20..0x40 + 0x28].copy_from_slice(&(interp.len() as u64 + 1).to_le_bytes());
+        b.extend_from_slice(interp.as_bytes());
+        b.push(0);
+        b
+    }
+
+    #[test]
+    fn interpreter_and_machine_are_read() {
+        let b = elf_with_interp("/lib64/ld-linux-x86-64.so.2");
+        assert_eq!(
+            elf_interpreter(&b).unwrap().as_deref(),
+            Some("/lib64/ld-linux-x86-64.so.2")
+        );
+        assert_eq!(elf_machine(&b).unwrap(), 62);
+        assert_eq!(elf_interpreter(&elf_with(&[1, 6])).unwrap(), None);
+        let mut cut = elf_with_interp("/lib/ld-musl-x86_64.so.1");
+        cut.truncate(cut.len() - 4);
+        assert!(elf_interpreter(&cut).is_err());
+        assert!(elf_machine(b"#!/bin/sh").is_err());
     }
 
     #[test]

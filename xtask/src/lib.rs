@@ -2,3 +2,4 @@
 
 pub mod element;
 pub mod test;
+pub mod wheel;
