@@ -26,7 +26,8 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
-fn host_triple() -> Result<String, String> {
+/// The host's target triple, as rustc names it.
+pub fn host_triple() -> Result<String, String> {
     let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
         .arg("-vV")
         .output()

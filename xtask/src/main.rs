@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xtask::{element, test};
+use xtask::{dist, element, test};
 
 #[derive(Debug, Parser)]
 #[command(about = "Project automation for the dib pypi element")]
@@ -25,6 +25,13 @@ enum Command {
     /// element of `element`, where the wheel installs it. The build backend
     /// runs this before maturin.
     WheelData,
+    /// Build the wheel and the sdist with maturin into OUT, check them, and
+    /// check the wheel installed by pip into a fresh venv.
+    Dist {
+        /// Directory that receives them (emptied first).
+        #[arg(long, default_value = dist::DIST_DIR)]
+        out: PathBuf,
+    },
     /// Run every check CI runs: fmt, clippy, unit and integration tests, and
     /// the disk-image-create end-to-end builds.
     Test {
@@ -42,6 +49,10 @@ fn main() -> ExitCode {
         }),
         Command::WheelData => element::wheel_data().map(|dir| {
             println!("element written to {}", dir.display());
+        }),
+        Command::Dist { out } => dist::dist(&out).map(|d| {
+            println!("{}", d.wheel.display());
+            println!("{}", d.sdist.display());
         }),
         Command::Test { no_e2e } => test::run(!no_e2e),
     };
