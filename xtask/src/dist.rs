@@ -161,8 +161,26 @@ fn maturin() -> Result<PathBuf, String> {
     Ok(bin)
 }
 
-/// Every file git tracks in the checkout at `root`, relative to it.
+/// Every file git tracks in the checkout at `root`, relative to it: what
+/// maturin's git generator puts into the sdist. A file git neither tracks
+/// nor ignores is an error: the wheel would be built with it and the sdist
+/// without it.
 fn git_tracked(root: &Path) -> Result<BTreeSet<String>, String> {
+    let untracked = output(
+        "git ls-files --others",
+        Command::new("git").current_dir(root).args([
+            "ls-files",
+            "-z",
+            "--others",
+            "--exclude-standard",
+        ]),
+    )?;
+    if let Some(file) = untracked.split('\0').find(|f| !f.is_empty()) {
+        return Err(format!(
+            "{}: git does not track it, so the sdist would lack it; git add it, or remove it",
+            root.join(file).display()
+        ));
+    }
     let out = output(
         "git ls-files",
         Command::new("git")
