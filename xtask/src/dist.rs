@@ -73,6 +73,7 @@ pub const CHECK_DIR: &str = "target/dist-check";
 pub fn dist(out: &Path) -> Result<Dist, String> {
     let root = workspace_root();
     let out = root.join(out);
+    let tracked = git_tracked(&root)?;
     let element = wheel_data()?;
     let maturin = maturin()?;
     if out.exists() {
@@ -102,7 +103,7 @@ pub fn dist(out: &Path) -> Result<Dist, String> {
     check_record(&wheel)?;
     check_contents(&wheel, &dist.element)?;
     check_tag(&wheel, &host_arch()?, false)?;
-    check_sdist(&dist.sdist, &git_tracked(&root)?)?;
+    check_sdist(&dist.sdist, &tracked)?;
     check_installed(&dist.wheel, &dist.element, &root.join(CHECK_DIR))
         .map_err(|e| format!("the wheel installed: {e}"))?;
     Ok(dist)
