@@ -116,11 +116,8 @@ fn base64_urlsafe_nopad(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
+        let at = |i: usize| chunk.get(i).copied().unwrap_or(0);
+        let b = [at(0), at(1), at(2)];
         let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
         for i in 0..=chunk.len() {
             out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
@@ -322,8 +319,12 @@ pub fn check_tag(wheel: &Wheel, arch: &str, allow_plain: bool) -> Result<(), Str
             return Err(at(format!("{path} is dynamically linked")));
         }
     }
-    let interp = elf_interpreter(&wheel.entries[&program].bytes)
-        .map_err(|e| at(format!("{program}: {e}")))?;
+    let program_bytes = wheel
+        .entries
+        .get(&program)
+        .map(|e| e.bytes.as_slice())
+        .unwrap_or_default();
+    let interp = elf_interpreter(program_bytes).map_err(|e| at(format!("{program}: {e}")))?;
     let family = match interp.as_deref() {
         Some(i) if i.contains("ld-musl") => "musllinux_",
         Some(i) if i.contains("ld-linux") => "manylinux_",
