@@ -132,6 +132,7 @@ FAILED=0
 SKIPPED=0
 TIMINGS=()
 SERVER_PID=         # the loopback http server of build "http", the upstream of "serve"
+TLS_SERVER_PID=     # build "http"'s https mirror (private CA, client certificates)
 SERVE_PID=          # `pypi-mirror serve` of build "serve"
 declare -A BUILD_PID    # build name -> pid of its background job
 declare -A BUILD_MIRROR # build name -> the host mirror directory it mounts
@@ -171,6 +172,11 @@ finish() {
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=
+    fi
+    if [ -n "$TLS_SERVER_PID" ]; then
+        kill "$TLS_SERVER_PID" 2>/dev/null || true
+        wait "$TLS_SERVER_PID" 2>/dev/null || true
+        TLS_SERVER_PID=
     fi
     if [ ${#TIMINGS[@]} -gt 0 ]; then
         echo "e2e: timings:"
@@ -259,6 +265,36 @@ for v in $(compgen -e); do
 done
 
 random_hex() { "$PY" -c 'import secrets; print(secrets.token_hex(8))'; }
+
+# make_pki DIR: a throw-away CA (ca.pem), a server certificate for
+# 127.0.0.1 (server.pem, server.key) and a client certificate with its key
+# in one file (client.pem), the shape DIB_PYPI_MIRROR_CLIENT_CERT takes.
+make_pki() {
+    local d=$1
+    rm -rf "$d"
+    mkdir -p "$d"
+    (
+        cd "$d"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=dib-pypi e2e CA" \
+            -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key \
+            -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -days 2 -extfile server.ext -out server.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=dib builder" -keyout client.key \
+            -out client.csr
+        printf 'extendedKeyUsage=clientAuth\n' > client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -days 2 -extfile client.ext -out client.crt
+        cat client.crt client.key > client.pem
+    ) > "$d.log" 2>&1
+}
+
+# A line of base64 from the body of PEM file $1 (its 3rd line): it stands
+# for the file's content when looking for copies of it.
+pem_line() { sed -n 3p "$1"; }
 
 # Extract an image tar to DIR (as root, keeping owners and modes).
 extract() {
@@ -1180,10 +1216,13 @@ for build in $BUILDS; do
         fi
         ;;
     http)
-        # Mirrors on loopback, under one static server:
+        # Mirrors on loopback, under one static server (and _2 under a
+        # second one, over https with a private CA that wants a client
+        # certificate: a corporate mirror, DIB_PYPI_MIRROR_CA and
+        # DIB_PYPI_MIRROR_CLIENT_CERT):
         #   /a/      uv                   DIB_PYPI_MIRROR_URL, user:password
         #   /wrong/  (nothing: 404)       DIB_PYPI_MIRROR_URL_1
-        #   /b/      probe 1.0 (http-2)   DIB_PYPI_MIRROR_URL_2
+        #   /b/      probe 1.0 (http-2)   DIB_PYPI_MIRROR_URL_2, https
         #   /c/      probe 2.0 (http-10)  DIB_PYPI_MIRROR_URL_10
         # pip merges all indexes and takes the highest version: 2.0 from
         # _10.  uv takes the first index (in the configured order) that
@@ -1209,6 +1248,20 @@ for build in $BUILDS; do
         PORT=$(cat "$WORK/http.port")
         base=http://127.0.0.1:$PORT
         say "http mirrors on $base (server pid $SERVER_PID)"
+        pki=$WORK/pki
+        make_pki "$pki"
+        rm -f "$WORK/https.port" "$WORK/https-access.log"
+        "$PY" "$HERE/serve.py" --directory "$srv" --port-file "$WORK/https.port" \
+            --access-log "$WORK/https-access.log" --certfile "$pki/server.pem" \
+            --keyfile "$pki/server.key" --client-ca "$pki/ca.pem" \
+            --lifetime $((BUILD_TIMEOUT + 120)) &
+        TLS_SERVER_PID=$!
+        for _ in $(seq 50); do
+            [ -s "$WORK/https.port" ] && break
+            sleep 0.1
+        done
+        tls_base=https://127.0.0.1:$(cat "$WORK/https.port")
+        say "https mirror (private CA, client certificates) on $tls_base (server pid $TLS_SERVER_PID)"
         trace=()
         if [ "$HTTP_TRACE" = 1 ]; then
             trace=(-x)
@@ -1216,8 +1269,10 @@ for build in $BUILDS; do
         if run_build http caller "$CACHE/pypi/mirror" \
             "DIB_PYPI_MIRROR_URL=http://dibuser:$SECRET@127.0.0.1:$PORT/a/" \
             "DIB_PYPI_MIRROR_URL_1=$base/wrong/" \
-            "DIB_PYPI_MIRROR_URL_2=$base/b/" \
+            "DIB_PYPI_MIRROR_URL_2=$tls_base/b/" \
             "DIB_PYPI_MIRROR_URL_10=$base/c/" \
+            "DIB_PYPI_MIRROR_CA=$pki/ca.pem" \
+            "DIB_PYPI_MIRROR_CLIENT_CERT=$pki/client.pem" \
             DIB_OFFLINE=1 \
             -- "${trace[@]}"; then
             r=$WORK/build-http/root
@@ -1227,11 +1282,22 @@ for build in $BUILDS; do
                 log_has "$log" "found in cache. Using."
             check "http: pip looked in the mirrors in order _URL, _1, _2, _10" \
                 pip_indexes_are "$log" "http://dibuser:****@127.0.0.1:$PORT/a/" \
-                "$base/wrong/" "$base/b/" "$base/c/"
+                "$base/wrong/" "$tls_base/b/" "$base/c/"
             check "http: the wrong mirror (_1) was asked, and answered 404" \
                 log_has "$WORK/http-access.log" "GET /wrong/$PROBE/ 404"
-            check "http: uv took the probe from _2 (the first mirror that has it)" \
-                grep -q "^GET /b/$PROBE/${PROBE_MODULE}-1.0-py3-none-any.whl 200" "$WORK/http-access.log"
+            check "http: uv took the probe from _2 (the first mirror that has it), over https with the private CA and its client certificate" \
+                grep -q "^GET /b/$PROBE/${PROBE_MODULE}-1.0-py3-none-any.whl 200 auth=none cert=ok$" "$WORK/https-access.log"
+            check "http: pip read _2's page over https with its client certificate" \
+                grep -q "^GET /b/$PROBE/ 200 auth=none cert=ok$" "$WORK/https-access.log"
+            check "http: no CA bundle or client certificate of the element left in the image" \
+                none_found find "$r" -xdev \( -name 'mirror-ca.pem' -o -name 'mirror-client.pem' \)
+            for f in ca.pem client.pem client.key; do
+                check "http: nothing of $f (the private CA, the client certificate or its key) in the image" \
+                    none_found $SUDO grep -r -l -F "$(pem_line "$pki/$f")" "$r"
+                check "http: nothing of $f in the build log, dib.out or beside the image (image.d/)" \
+                    none_found grep -r -l -F "$(pem_line "$pki/$f")" "$log" \
+                    "$WORK/build-http/dib.out" "$WORK/build-http/image.d"
+            done
             check "http: pip took the probe from _10 (highest version)" \
                 grep -q "^GET /c/$PROBE/${PROBE_MODULE}-2.0-py3-none-any.whl 200" "$WORK/http-access.log"
             check "http: the password of DIB_PYPI_MIRROR_URL reached the server" \
@@ -1256,9 +1322,10 @@ for build in $BUILDS; do
             check "http: no file in /root or /etc mentions the mirror server (but DIB's manifest)" \
                 none_found grep -r -l -F --exclude-dir=dib-manifests "127.0.0.1:$PORT" "$r/root" "$r/etc"
         fi
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        kill "$SERVER_PID" "$TLS_SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" "$TLS_SERVER_PID" 2>/dev/null || true
         SERVER_PID=
+        TLS_SERVER_PID=
         ;;
     user)
         # As the ordinary user, DIB_IMAGE_CACHE unset: the mirror is the
