@@ -523,3 +523,4 @@ fn an_image_system_uv_config_does_not_leak_its_indexes_into_the_build() {
 #[path = "hardening/mod.rs"]
 mod hardening;
 mod hook_wrapper;
+mod tls_mirror;

@@ -2,7 +2,7 @@
 # End-to-end test of the pypi element in real diskimage-builder builds.
 #
 #   tests/e2e/run.sh [--dib-venv DIR] [--work DIR] [--elements DIR]
-#                    [--builds "file http parallel"] [--keep]
+#                    [--builds "file http parallel serve"] [--keep]
 #
 # 1. builds the element with `cargo xtask element --out WORK/elements`
 #    (or takes an already assembled one from --elements DIR) and runs
@@ -26,6 +26,13 @@
 #               directory (the root build's $DIB_IMAGE_CACHE/pypi/mirror
 #               is a symlink to the user's), while `pypi-mirror add` adds
 #               a wheel to it mid-build;
+#    "serve"    two builds in a row: "serve-online" through
+#               `pypi-mirror serve` (DIB_PYPI_MIRROR_URL), which caches
+#               what pip and uv fetch from a loopback upstream (with a
+#               user and password) into $DIB_IMAGE_CACHE/pypi/mirror;
+#               then "serve-offline" with upstream and serve stopped,
+#               DIB_OFFLINE=1 and the default file:///tmp/pypi: the same
+#               versions, from the tree serve filled;
 # 3. opens each tar and checks what the element must leave (and not
 #    leave) in the image, the build log, and the host: every host check
 #    is scoped to its own build (its DIB build dir, its mirror), so other
@@ -38,8 +45,8 @@
 #   --dib-venv DIR   venv with diskimage-builder [DIB_VENV, /opt/dib-venv]
 #   --work DIR       work dir [E2E_WORK, <repo>/target/e2e]
 #   --elements DIR   use DIR/pypi instead of building it [E2E_ELEMENTS]
-#   --builds LIST    which builds to run [E2E_BUILDS, "file http parallel"];
-#                    one of file, http, user, seccomp, parallel each
+#   --builds LIST    which builds to run [E2E_BUILDS, "file http parallel serve"];
+#                    one of file, http, user, seccomp, parallel, serve each
 #   --keep           keep the extracted image trees [E2E_KEEP=1]
 # Other environment:
 #   E2E_IMAGE_CACHE        DIB_IMAGE_CACHE of the root builds [WORK/cache];
@@ -66,7 +73,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 DIB_VENV=${DIB_VENV:-/opt/dib-venv}
 WORK=${E2E_WORK:-$REPO/target/e2e}
 ELEMENTS_SRC=${E2E_ELEMENTS:-}
-BUILDS=${E2E_BUILDS:-file http parallel}
+BUILDS=${E2E_BUILDS:-file http parallel serve}
 KEEP=${E2E_KEEP:-0}
 E2E_USER=${E2E_USER:-dib-e2e}
 SECCOMP_PROFILE=${E2E_SECCOMP_PROFILE:-linux-4.18}
@@ -113,8 +120,8 @@ for build in $BUILDS; do
     case "$build" in
         file|http) ;;
         user|parallel) NEED_USER=1; NEED_TOOLS=1 ;;
-        seccomp) NEED_TOOLS=1 ;;
-        *) echo "run.sh: unknown build '$build' (file, http, user, seccomp, parallel)" >&2; exit 2 ;;
+        seccomp|serve) NEED_TOOLS=1 ;;
+        *) echo "run.sh: unknown build '$build' (file, http, user, seccomp, parallel, serve)" >&2; exit 2 ;;
     esac
 done
 
@@ -124,12 +131,15 @@ PASSED=0
 FAILED=0
 SKIPPED=0
 TIMINGS=()
-SERVER_PID=
+SERVER_PID=         # the loopback http server of build "http", the upstream of "serve"
+TLS_SERVER_PID=     # build "http"'s https mirror (private CA, client certificates)
+SERVE_PID=          # `pypi-mirror serve` of build "serve"
 declare -A BUILD_PID    # build name -> pid of its background job
 declare -A BUILD_MIRROR # build name -> the host mirror directory it mounts
 declare -A BUILD_DIR    # build name -> DIB's TMP_BUILD_DIR ("Building in ...")
 declare -A BUILD_WHAT   # build name -> how it runs, for the report
 declare -A MIRROR_NOTE  # build name -> what its mirror is expected to be, if not as found
+declare -A MIRROR_LIVE  # build name -> who changes its mirror while it runs (checked by its build's own checks)
 
 say() { echo "e2e: $*"; }
 ok() { PASSED=$((PASSED + 1)); echo "ok - $*"; }
@@ -153,10 +163,20 @@ finish() {
         fi
         wait "${BUILD_PID[$name]}" 2>/dev/null || true
     done
+    if [ -n "$SERVE_PID" ]; then
+        kill "$SERVE_PID" 2>/dev/null || true
+        wait "$SERVE_PID" 2>/dev/null || true
+        SERVE_PID=
+    fi
     if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=
+    fi
+    if [ -n "$TLS_SERVER_PID" ]; then
+        kill "$TLS_SERVER_PID" 2>/dev/null || true
+        wait "$TLS_SERVER_PID" 2>/dev/null || true
+        TLS_SERVER_PID=
     fi
     if [ ${#TIMINGS[@]} -gt 0 ]; then
         echo "e2e: timings:"
@@ -245,6 +265,36 @@ for v in $(compgen -e); do
 done
 
 random_hex() { "$PY" -c 'import secrets; print(secrets.token_hex(8))'; }
+
+# make_pki DIR: a throw-away CA (ca.pem), a server certificate for
+# 127.0.0.1 (server.pem, server.key) and a client certificate with its key
+# in one file (client.pem), the shape DIB_PYPI_MIRROR_CLIENT_CERT takes.
+make_pki() {
+    local d=$1
+    rm -rf "$d"
+    mkdir -p "$d"
+    (
+        cd "$d"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=dib-pypi e2e CA" \
+            -keyout ca.key -out ca.pem -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key \
+            -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -days 2 -extfile server.ext -out server.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=dib builder" -keyout client.key \
+            -out client.csr
+        printf 'extendedKeyUsage=clientAuth\n' > client.ext
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -days 2 -extfile client.ext -out client.crt
+        cat client.crt client.key > client.pem
+    ) > "$d.log" 2>&1
+}
+
+# A line of base64 from the body of PEM file $1 (its 3rd line): it stands
+# for the file's content when looking for copies of it.
+pem_line() { sed -n 3p "$1"; }
 
 # Extract an image tar to DIR (as root, keeping owners and modes).
 extract() {
@@ -456,7 +506,7 @@ timing "dib-lint" $(($(date +%s) - t))
 
 # The test tools: seccomp-run (the seccomp build runs DIB under it) and
 # pypi-mirror (builds and updates the mirrors of the user, seccomp and
-# parallel builds).
+# parallel builds; `serve` of the serve build).
 if [ "$NEED_TOOLS" = 1 ]; then
     t=$(date +%s)
     say "cargo build -p dib-pypi-tests --bin seccomp-run -p pypi-mirror --bin pypi-mirror"
@@ -540,6 +590,7 @@ mkwheel http-10 2.0    # build "http": DIB_PYPI_MIRROR_URL_10
 mkwheel decoy 9.0      # build "http": the local mirror, must not be used
 mkwheel user 1.0       # builds "user" and "parallel": the user's mirror
 mkwheel seccomp 1.0    # build "seccomp" alone: its own mirror
+mkwheel serve 3.0      # build "serve": upstream of pypi-mirror serve
 # added to the shared mirror mid-build ("parallel"): a project no build
 # installs, so what the builds install does not depend on the timing
 "$PY" "$HERE/mirror.py" wheel --name "$ADDED" --version 1.0 \
@@ -695,8 +746,12 @@ host_checks() {
     fi
     check "$name: no mount of its mirror $mirror left on the host" \
         none_found mounts_of "$mirror"
-    check "$name: its mirror is byte for byte ${MIRROR_NOTE[$name]:-as the build found it}" \
-        mirror_is "$mirror" "$b/mirror-expected.txt"
+    if [ -n "${MIRROR_LIVE[$name]:-}" ]; then
+        say "$name: its mirror changes while it runs (${MIRROR_LIVE[$name]}): checked by the $name checks, not against its state at the start"
+    else
+        check "$name: its mirror is byte for byte ${MIRROR_NOTE[$name]:-as the build found it}" \
+            mirror_is "$mirror" "$b/mirror-expected.txt"
+    fi
 }
 
 # run_build NAME MODE MIRROR [VAR=VALUE...] [-- DIB-OPTIONS...]: one build
@@ -899,6 +954,241 @@ unexpected_changes() {
 # Paths in manifest $2 that are not in manifest $1, on one line.
 new_paths() { comm -13 <(cut -f1 "$1") <(cut -f1 "$2") | tr '\n' ' '; }
 
+# ---------------------------------------------------------------- serve
+
+# wait_port_file FILE PID: print the port that process PID writes to
+# FILE once it listens; fails if PID ends or 20 s pass first.
+wait_port_file() {
+    local _
+    for _ in $(seq 200); do
+        if [ -s "$1" ]; then
+            cat "$1"
+            return 0
+        fi
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# stop_pid PID: SIGTERM to our child PID, then up to 60 s for it to end;
+# STOP_RC is its exit status ("timeout" if it had to be killed).  (Not in
+# a $(...): a subshell cannot wait for its parent's child.)
+STOP_RC=
+stop_pid() {
+    local _
+    STOP_RC=0
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 600); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill -KILL "$1" 2>/dev/null || true
+        wait "$1" 2>/dev/null || true
+        STOP_RC=timeout
+        return 0
+    fi
+    wait "$1" || STOP_RC=$?
+}
+
+# only_get_is LOG PATH REST: the access log of serve.py has exactly one
+# GET of PATH, and it is "GET PATH REST" (status and auth).
+only_get_is() {
+    local lines
+    lines=$(grep -F -- "GET $2 " "$1" || true)
+    if [ "$lines" != "GET $2 $3" ]; then
+        echo "    GETs of $2: ${lines:-<none>}" | head -n 5 >&2
+        return 1
+    fi
+}
+
+# every_line_auth_ok LOG: LOG has lines, and each ends in auth=ok.
+every_line_auth_ok() { [ -s "$1" ] && ! grep -q -v ' auth=ok$' "$1"; }
+
+# files_lack STRING FILE...: every FILE exists, and none holds STRING.
+files_lack() {
+    local s=$1 f
+    shift
+    for f in "$@"; do
+        [ -f "$f" ] || return 1
+        if grep -q -F -- "$s" "$f"; then
+            return 1
+        fi
+    done
+}
+
+# log_lacks_all FILE STRING...: FILE exists and holds none of STRINGs.
+log_lacks_all() {
+    local f=$1 s
+    shift
+    [ -f "$f" ] || return 1
+    for s in "$@"; do
+        if grep -q -F -- "$s" "$f"; then
+            return 1
+        fi
+    done
+}
+
+# served_count LOG PATH: how many GETs of PATH `pypi-mirror serve -v`
+# answered with 200 ('GET "PATH" 200 TIME').
+served_count() { grep -c -F -- "GET \"$2\" 200 " "$1" || true; }
+
+# page_has_sha256 PAGE FILE: the project page PAGE links FILE with the
+# sha256 of FILE's bytes.
+page_has_sha256() { grep -q -F -- "$(basename "$2")#sha256=$(sha256sum < "$2" | cut -d' ' -f1)" "$1"; }
+
+# tree_paths DIR: every path under DIR, on one line, sorted.
+tree_paths() { (cd "$1" && find . -mindepth 1 | sed 's|^\./||' | LC_ALL=C sort | tr '\n' ' '); }
+
+# tree_consistent DIR LOG: `pypi-mirror build --out DIR` (no --from: it
+# re-indexes the tree itself) succeeds and adds, updates, removes and
+# writes nothing: serve's pages are what build would have written.
+tree_consistent() {
+    "$PYPI_MIRROR" build --out "$1" > "$2" 2>&1 &&
+        grep -q -E '\(0 added, 0 updated, 0 removed, [0-9]+ unchanged; 0 pages written\)$' "$2"
+}
+
+# ports_closed PORT...: nothing accepts a connection on 127.0.0.1:PORT.
+ports_closed() {
+    "$PY" - "$@" <<'PYEOF'
+import socket, sys
+for port in sys.argv[1:]:
+    try:
+        socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()
+    except ConnectionRefusedError:
+        continue
+    print("    something still answers on 127.0.0.1:%s" % port, file=sys.stderr)
+    sys.exit(1)
+PYEOF
+}
+
+# Build "serve" (issue #9): the online-then-offline workflow of
+# `pypi-mirror serve`, in two builds on one tree, $DIB_IMAGE_CACHE/pypi/mirror
+# (emptied for it: every build makes its own mirror there anew).
+#   serve-online   DIB_PYPI_MIRROR_URL is serve on loopback, DIB_NO_PYPI_PIP=1;
+#                  serve's upstream is serve.py (user and password) with
+#                  probe 3.0 and uv; serve keeps what pip and uv fetch;
+#   serve-offline  upstream and serve stopped, DIB_OFFLINE=1, no mirror URL:
+#                  the element's default file:///tmp/pypi, the tree serve
+#                  left; the same probe, version and token.
+serve_builds() {
+    local up=$WORK/serve-upstream tree=$CACHE/pypi/mirror
+    local up_log=$WORK/serve-upstream-access.log slog=$WORK/serve.log
+    local up_port_file=$WORK/serve-upstream.port port_file=$WORK/serve.port
+    local pwheel=${PROBE_MODULE}-3.0-py3-none-any.whl uwheel
+    local want="3.0 ${TOKEN[serve]}" t up_port port url online_ok=0
+    local log=$WORK/build-serve-online/build.log out=$WORK/build-serve-online/dib.out
+    local r=$WORK/build-serve-online/root
+    uwheel=$(basename "$UV_WHEEL")
+    t=$(date +%s)
+
+    # $tree may be the symlink "parallel" made: rm removes the link only
+    rm -rf "$up" "$tree"
+    mkdir -p "$tree"
+    "$PY" "$HERE/mirror.py" index --root "$up" "$UV_WHEEL" "$WHEELS"/serve/*.whl
+    SECRET="s3cr3t-$(random_hex)"
+    rm -f "$up_port_file" "$up_log" "$port_file" "$slog"
+    SERVE_EXPECT_PASSWORD=$SECRET "$PY" "$HERE/serve.py" --directory "$up" \
+        --port-file "$up_port_file" --access-log "$up_log" \
+        --expect-user dibuser --lifetime $((BUILD_TIMEOUT + 300)) &
+    SERVER_PID=$!
+    if ! up_port=$(wait_port_file "$up_port_file" "$SERVER_PID"); then
+        not_ok "serve: the upstream (serve.py) listens on loopback"
+        return 0
+    fi
+    "$PYPI_MIRROR" serve --listen 127.0.0.1:0 --port-file "$port_file" --out "$tree" \
+        --upstream "http://dibuser:$SECRET@127.0.0.1:$up_port/" -v 2> "$slog" &
+    SERVE_PID=$!
+    if ! port=$(wait_port_file "$port_file" "$SERVE_PID"); then
+        cat "$slog" >&2
+        not_ok "serve: pypi-mirror serve listens on loopback (log: $slog)"
+        return 0
+    fi
+    url=http://127.0.0.1:$port/simple/
+    say "serve on $url (pid $SERVE_PID, log $slog), tree $tree; upstream http://127.0.0.1:$up_port/ (pid $SERVER_PID)"
+
+    # 1. online, through serve; the tree fills while the build runs
+    MIRROR_LIVE[serve-online]="pypi-mirror serve publishes into it"
+    if run_build serve-online caller "$tree" "DIB_PYPI_MIRROR_URL=$url" DIB_NO_PYPI_PIP=1; then
+        online_ok=1
+        common_checks serve-online "$want" "$want"
+        check "serve-online: pip looked in serve ($url) only" \
+            pip_indexes_are "$log" "$url"
+        check "serve-online: pip and uv each took the probe wheel from serve (2 GETs answered 200 in serve.log)" \
+            test "$(served_count "$slog" "/simple/$PROBE/$pwheel")" = 2
+        check "serve-online: upstream was asked for the probe 3.0 wheel once (200, auth=ok), though pip and uv both installed it" \
+            only_get_is "$up_log" "/$PROBE/$pwheel" "200 auth=ok"
+        check "serve-online: upstream was asked for the uv wheel once (200, auth=ok)" \
+            only_get_is "$up_log" "/uv/$uwheel" "200 auth=ok"
+        check "serve-online: every request upstream carried its user and password (auth=ok)" \
+            every_line_auth_ok "$up_log"
+        check "serve-online: no file in /root or /etc mentions serve (but DIB's manifest)" \
+            none_found grep -r -l -F --exclude-dir=dib-manifests "127.0.0.1:$port" "$r/root" "$r/etc"
+    fi
+    # leaks are checked whether the build succeeded or not
+    check "serve-online: the upstream password is not in serve.log" \
+        files_lack "$SECRET" "$slog"
+    check "serve-online: the upstream password is not in the build log nor dib.out" \
+        files_lack "$SECRET" "$log" "$out"
+    check "serve-online: the upstream's address (127.0.0.1:$up_port) is not in the build log nor dib.out: the image saw serve only" \
+        files_lack "127.0.0.1:$up_port" "$log" "$out"
+
+    # 2. stop serve: SIGTERM publishes what is verified, then exits 0
+    stop_pid "$SERVE_PID"
+    SERVE_PID=
+    check "serve: pypi-mirror serve ended on SIGTERM with exit 0 (got $STOP_RC)" test "$STOP_RC" = 0
+    check "serve: its port file is gone" file_absent "$port_file"
+    check "serve: no .pypi-mirror/serve-tmp left in the tree" \
+        file_absent "$tree/.pypi-mirror/serve-tmp"
+    check "serve: the tree's probe wheel is byte for byte upstream's" \
+        cmp -s "$tree/$PROBE/$pwheel" "$up/$PROBE/$pwheel"
+    check "serve: the tree's uv wheel is byte for byte upstream's" \
+        cmp -s "$tree/uv/$uwheel" "$up/uv/$uwheel"
+    check "serve: the tree's probe page links the wheel with its #sha256=" \
+        page_has_sha256 "$tree/$PROBE/index.html" "$up/$PROBE/$pwheel"
+    check "serve: the tree's uv page links the wheel with its #sha256=" \
+        page_has_sha256 "$tree/uv/index.html" "$up/uv/$uwheel"
+    check "serve: the tree's pages link relatively (no URL in any index.html)" \
+        none_found grep -l -E 'https?://|file:' "$tree/index.html" "$tree/$PROBE/index.html" "$tree/uv/index.html"
+    local want_paths=".pypi-mirror .pypi-mirror/lock .pypi-mirror/serve.lock .pypi-mirror/state"
+    want_paths+=" $PROBE $PROBE/$pwheel $PROBE/$pwheel.metadata $PROBE/index.html"
+    want_paths+=" index.html uv uv/index.html uv/$uwheel uv/$uwheel.metadata "
+    check "serve: the tree holds what pip and uv fetched, with its pages, and nothing else" \
+        test "$(tree_paths "$tree")" = "$want_paths"
+    mirror_manifest "$tree" > "$WORK/serve-tree.txt"
+    check "serve: pypi-mirror build --out finds the tree consistent (0 added, 0 updated, 0 removed, 0 pages written; log: $WORK/serve-build.log)" \
+        tree_consistent "$tree" "$WORK/serve-build.log"
+    check "serve: that build changed nothing in the tree" \
+        mirror_is "$tree" "$WORK/serve-tree.txt"
+
+    # 3. stop the upstream too
+    stop_pid "$SERVER_PID"
+    SERVER_PID=
+    say "upstream stopped; its access log has $(wc -l < "$up_log") lines"
+    check "serve: upstream and serve are stopped: nothing answers on 127.0.0.1:$up_port nor :$port" \
+        ports_closed "$up_port" "$port"
+
+    # 4. offline, from the tree serve left
+    if [ "$online_ok" = 1 ]; then
+        if run_build serve-offline caller "$tree" DIB_OFFLINE=1; then
+            local o=$WORK/build-serve-offline/root/opt/pypi-test on=$r/opt/pypi-test
+            common_checks serve-offline "$want" "$want"
+            check "serve-offline: pip looked in file:///tmp/pypi only" \
+                pip_indexes_are "$WORK/build-serve-offline/build.log" "file:///tmp/pypi"
+            check "serve-offline: the build log names neither serve nor its upstream" \
+                log_lacks_all "$WORK/build-serve-offline/build.log" "127.0.0.1:$port" "127.0.0.1:$up_port"
+            check "serve-offline: pip installed what it did online (pip-venv.probe byte for byte)" \
+                cmp -s "$on/pip-venv.probe" "$o/pip-venv.probe"
+            check "serve-offline: uv installed what it did online (uv-venv.probe byte for byte)" \
+                cmp -s "$on/uv-venv.probe" "$o/uv-venv.probe"
+        fi
+    else
+        skip "build serve-offline: it needs the tree that serve-online filled"
+    fi
+    timing "serve (both builds)" $(($(date +%s) - t))
+}
+
 # pip on the host (the DIB venv's, no PIP_* of the caller) downloads the
 # added wheel from mirror DIR, checking the sha256 its page gives, and
 # gets the bytes that were added.
@@ -926,10 +1216,13 @@ for build in $BUILDS; do
         fi
         ;;
     http)
-        # Mirrors on loopback, under one static server:
+        # Mirrors on loopback, under one static server (and _2 under a
+        # second one, over https with a private CA that wants a client
+        # certificate: a corporate mirror, DIB_PYPI_MIRROR_CA and
+        # DIB_PYPI_MIRROR_CLIENT_CERT):
         #   /a/      uv                   DIB_PYPI_MIRROR_URL, user:password
         #   /wrong/  (nothing: 404)       DIB_PYPI_MIRROR_URL_1
-        #   /b/      probe 1.0 (http-2)   DIB_PYPI_MIRROR_URL_2
+        #   /b/      probe 1.0 (http-2)   DIB_PYPI_MIRROR_URL_2, https
         #   /c/      probe 2.0 (http-10)  DIB_PYPI_MIRROR_URL_10
         # pip merges all indexes and takes the highest version: 2.0 from
         # _10.  uv takes the first index (in the configured order) that
@@ -955,6 +1248,20 @@ for build in $BUILDS; do
         PORT=$(cat "$WORK/http.port")
         base=http://127.0.0.1:$PORT
         say "http mirrors on $base (server pid $SERVER_PID)"
+        pki=$WORK/pki
+        make_pki "$pki"
+        rm -f "$WORK/https.port" "$WORK/https-access.log"
+        "$PY" "$HERE/serve.py" --directory "$srv" --port-file "$WORK/https.port" \
+            --access-log "$WORK/https-access.log" --certfile "$pki/server.pem" \
+            --keyfile "$pki/server.key" --client-ca "$pki/ca.pem" \
+            --lifetime $((BUILD_TIMEOUT + 120)) &
+        TLS_SERVER_PID=$!
+        for _ in $(seq 50); do
+            [ -s "$WORK/https.port" ] && break
+            sleep 0.1
+        done
+        tls_base=https://127.0.0.1:$(cat "$WORK/https.port")
+        say "https mirror (private CA, client certificates) on $tls_base (server pid $TLS_SERVER_PID)"
         trace=()
         if [ "$HTTP_TRACE" = 1 ]; then
             trace=(-x)
@@ -962,8 +1269,10 @@ for build in $BUILDS; do
         if run_build http caller "$CACHE/pypi/mirror" \
             "DIB_PYPI_MIRROR_URL=http://dibuser:$SECRET@127.0.0.1:$PORT/a/" \
             "DIB_PYPI_MIRROR_URL_1=$base/wrong/" \
-            "DIB_PYPI_MIRROR_URL_2=$base/b/" \
+            "DIB_PYPI_MIRROR_URL_2=$tls_base/b/" \
             "DIB_PYPI_MIRROR_URL_10=$base/c/" \
+            "DIB_PYPI_MIRROR_CA=$pki/ca.pem" \
+            "DIB_PYPI_MIRROR_CLIENT_CERT=$pki/client.pem" \
             DIB_OFFLINE=1 \
             -- "${trace[@]}"; then
             r=$WORK/build-http/root
@@ -973,11 +1282,22 @@ for build in $BUILDS; do
                 log_has "$log" "found in cache. Using."
             check "http: pip looked in the mirrors in order _URL, _1, _2, _10" \
                 pip_indexes_are "$log" "http://dibuser:****@127.0.0.1:$PORT/a/" \
-                "$base/wrong/" "$base/b/" "$base/c/"
+                "$base/wrong/" "$tls_base/b/" "$base/c/"
             check "http: the wrong mirror (_1) was asked, and answered 404" \
                 log_has "$WORK/http-access.log" "GET /wrong/$PROBE/ 404"
-            check "http: uv took the probe from _2 (the first mirror that has it)" \
-                grep -q "^GET /b/$PROBE/${PROBE_MODULE}-1.0-py3-none-any.whl 200" "$WORK/http-access.log"
+            check "http: uv took the probe from _2 (the first mirror that has it), over https with the private CA and its client certificate" \
+                grep -q "^GET /b/$PROBE/${PROBE_MODULE}-1.0-py3-none-any.whl 200 auth=none cert=ok$" "$WORK/https-access.log"
+            check "http: pip read _2's page over https with its client certificate" \
+                grep -q "^GET /b/$PROBE/ 200 auth=none cert=ok$" "$WORK/https-access.log"
+            check "http: no CA bundle or client certificate of the element left in the image" \
+                none_found find "$r" -xdev \( -name 'mirror-ca.pem' -o -name 'mirror-client.pem' \)
+            for f in ca.pem client.pem client.key; do
+                check "http: nothing of $f (the private CA, the client certificate or its key) in the image" \
+                    none_found $SUDO grep -r -l -F "$(pem_line "$pki/$f")" "$r"
+                check "http: nothing of $f in the build log, dib.out or beside the image (image.d/)" \
+                    none_found grep -r -l -F "$(pem_line "$pki/$f")" "$log" \
+                    "$WORK/build-http/dib.out" "$WORK/build-http/image.d"
+            done
             check "http: pip took the probe from _10 (highest version)" \
                 grep -q "^GET /c/$PROBE/${PROBE_MODULE}-2.0-py3-none-any.whl 200" "$WORK/http-access.log"
             check "http: the password of DIB_PYPI_MIRROR_URL reached the server" \
@@ -1002,9 +1322,10 @@ for build in $BUILDS; do
             check "http: no file in /root or /etc mentions the mirror server (but DIB's manifest)" \
                 none_found grep -r -l -F --exclude-dir=dib-manifests "127.0.0.1:$PORT" "$r/root" "$r/etc"
         fi
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
+        kill "$SERVER_PID" "$TLS_SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" "$TLS_SERVER_PID" 2>/dev/null || true
         SERVER_PID=
+        TLS_SERVER_PID=
         ;;
     user)
         # As the ordinary user, DIB_IMAGE_CACHE unset: the mirror is the
@@ -1103,12 +1424,16 @@ for build in $BUILDS; do
             pip_gets_added "$UMIRROR"
         rm -f "$CACHE/pypi/mirror"
         ;;
+    serve)
+        serve_builds
+        ;;
     esac
     if [ "$KEEP" != 1 ]; then
         names=$build
-        if [ "$build" = parallel ]; then
-            names="user seccomp"
-        fi
+        case "$build" in
+            parallel) names="user seccomp" ;;
+            serve) names="serve-online serve-offline" ;;
+        esac
         for name in $names; do
             $SUDO rm -rf "$WORK/build-$name/root"
         done

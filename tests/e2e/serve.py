@@ -11,6 +11,10 @@ as one line::
 --expect-user and the password in the environment variable
 SERVE_EXPECT_PASSWORD (kept off the command line); the password itself
 is never logged.
+
+With --certfile and --keyfile it serves https; with --client-ca too, only
+to clients showing a certificate that CA signed, and each line then ends
+in ``cert=ok``.
 The server stops by itself after --lifetime seconds, so a test that dies
 cannot leave it running for long.
 """
@@ -20,6 +24,7 @@ import base64
 import functools
 import http.server
 import os
+import ssl
 import sys
 import threading
 
@@ -32,6 +37,9 @@ def main():
     parser.add_argument("--access-log", required=True)
     parser.add_argument("--expect-user", default="")
     parser.add_argument("--lifetime", type=float, default=3600.0)
+    parser.add_argument("--certfile", default="")
+    parser.add_argument("--keyfile", default="")
+    parser.add_argument("--client-ca", default="")
     args = parser.parse_args()
 
     log_lock = threading.Lock()
@@ -59,12 +67,15 @@ def main():
         def log_request(self, code="-", size="-"):
             if isinstance(code, http.HTTPStatus):
                 code = code.value
-            line = "%s %s %s auth=%s\n" % (
+            line = "%s %s %s auth=%s" % (
                 self.command,
                 self.path,
                 code,
                 self._auth_state(),
             )
+            if args.client_ca:
+                line += " cert=%s" % ("ok" if self.connection.getpeercert() else "none")
+            line += "\n"
             with log_lock:
                 with open(args.access_log, "a") as fh:
                     fh.write(line)
@@ -75,6 +86,13 @@ def main():
     handler = functools.partial(Handler, directory=args.directory)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     server.daemon_threads = True
+    if args.certfile:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.certfile, args.keyfile)
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     port = server.server_address[1]
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as fh:

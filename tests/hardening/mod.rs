@@ -6,7 +6,7 @@
 //! docs/RELIABILITY.md (see `dib_pypi_tests::record_figures`): the figures
 //! there are always the ones these tests produced. One module per table.
 //!
-//! Crashes are injected with the core's `fault-injection` feature: a
+//! Crashes are injected with the core's `testing` feature: a
 //! `FaultPlan` is asked before every mutating system call on the image (and,
 //! through `FakeMounter`, before every mount call), and at step N the hook
 //! dies. In-process, "dies" means every later change fails, which is the

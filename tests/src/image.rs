@@ -120,9 +120,26 @@ impl Image {
     /// Run a hook script inside the chroot, as DIB does: the element
     /// bind-mounted read-only at /tmp/in_target.d, HOME=/root.
     pub fn run_inside(&mut self, script: &str, env: &[(&str, &str)]) -> Output {
+        let script = format!("/tmp/in_target.d/{script}");
+        self.with_element(|image| image.chroot(&["bash", &script], env))
+    }
+
+    /// Run `argv` in the chroot as a later element's hook runs: with the
+    /// elements at /tmp/in_target.d and every `environment.d` file of
+    /// ours sourced first, as dib-run-parts does.
+    pub fn run_with_environment(&mut self, argv: &[&str], env: &[(&str, &str)]) -> Output {
+        const SOURCE_ALL: &str =
+            "for f in /tmp/in_target.d/environment.d/*; do . \"$f\"; done; exec \"$@\"";
+        let mut full = vec!["bash", "-c", SOURCE_ALL, "bash"];
+        full.extend_from_slice(argv);
+        self.with_element(|image| image.chroot(&full, env))
+    }
+
+    /// Run `f` with the element bound read-only at /tmp/in_target.d.
+    fn with_element(&mut self, f: impl FnOnce(&Image) -> Output) -> Output {
         self.mount(&["--bind", element().to_str().unwrap()], "/tmp/in_target.d");
         self.mount(&["-o", "remount,bind,ro"], "/tmp/in_target.d");
-        let out = self.chroot(&["bash", &format!("/tmp/in_target.d/{script}")], env);
+        let out = f(self);
         self.unmount("/tmp/in_target.d");
         out
     }

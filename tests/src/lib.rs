@@ -20,6 +20,7 @@ pub mod figures;
 pub mod image;
 pub mod seccomp;
 pub mod snapshot;
+pub mod tls;
 
 pub use dib_pypi_core::testing::{FakeMounter, MountCall};
 pub use figures::{record_figures, Row, Section, UPDATE_RELIABILITY};

@@ -84,11 +84,12 @@ fn no_source_file_is_over_800_lines() {
 /// `fault` are test-only.
 const LAYERS: &[&[&str]] = &[
     &["error", "fault", "logging", "layout"],
-    &["rootfs", "mirror"],
+    &["rootfs", "mirror", "certs"],
     &["mounter", "settings", "overrides"],
     &["journal", "state", "render"],
     &["undo"],
     &["txn", "stage"],
+    &["tls"],
     &["mount", "configure", "restore"],
     &["testing"],
 ];
@@ -191,6 +192,10 @@ const STD_FS_ALLOWED: &[(&str, &str)] = &[
         "the staging directory beside the image, on the host",
     ),
     ("mount.rs", "the host's mirror directory"),
+    (
+        "certs.rs",
+        "the CA and client certificate files on the host",
+    ),
 ];
 
 #[test]

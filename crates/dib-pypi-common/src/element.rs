@@ -35,6 +35,7 @@ pub const FILES: &[&str] = &[
     "dib-pypi-libexec/dib-pypi-restore",
     "dib-pypi-libexec/run-hook.bash",
     "environment.d/10-pypi-mask-mirror-credentials",
+    "environment.d/20-pypi-mirror-tls",
     "pre-install.d/04-pypi-configure",
     "root.d/50-pypi-mirror-mount",
 ];

@@ -7,7 +7,7 @@ use clap::Parser;
 use dib_pypi_core::configure::configure;
 use dib_pypi_core::layout::home_dir;
 use dib_pypi_core::mounter::SystemMounter;
-use dib_pypi_core::overrides::{env_warnings, image_warnings};
+use dib_pypi_core::overrides::{env_warnings, image_warnings, tls_path_warnings};
 use dib_pypi_core::rootfs::Root;
 use dib_pypi_core::settings::{process_env, Settings};
 
@@ -45,6 +45,7 @@ fn main() -> ExitCode {
                 .chain(&done.warnings)
                 .chain(&env_warnings(env.iter().map(|(k, v)| (k, v))))
                 .chain(&image_warnings(&root))
+                .chain(&tls_path_warnings(&root, env.iter().map(|(k, v)| (k, v))))
             {
                 log::warn!("{w}");
             }

@@ -14,11 +14,12 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+use crate::certs::{CA_VAR, CLIENT_CERT_VAR};
 use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::layout::{
-    dir_mode, user_config_files, with_suffix, Tool, BACKUP_SUFFIX, CONFIG_JOURNAL, CONFIG_MODE,
-    PIP_GLOBAL_CONFIG, SECRET_MODE, TEMP_SUFFIX, UV_SYSTEM_CONFIGS,
+    dir_mode, user_config_files, with_suffix, Tool, BACKUP_SUFFIX, CA_BUNDLE, CLIENT_CERT,
+    CONFIG_JOURNAL, CONFIG_MODE, PIP_GLOBAL_CONFIG, SECRET_MODE, TEMP_SUFFIX, UV_SYSTEM_CONFIGS,
 };
 use crate::mounter::Mounter;
 use crate::render::{pip_conf, uv_toml};
@@ -203,6 +204,26 @@ fn plan(root: &Root, home: &Path) -> Result<Plan> {
     Ok(plan)
 }
 
+/// The TLS files the settings name must be in the image: root.d puts
+/// them there from the host (the chroot cannot see the host's files).
+fn check_tls_files(root: &Root, settings: &Settings) -> Result<()> {
+    for (wanted, path, var) in [
+        (settings.mirror_ca, CA_BUNDLE, CA_VAR),
+        (settings.client_cert, CLIENT_CERT, CLIENT_CERT_VAR),
+    ] {
+        if wanted && root.kind_following(Path::new(path))? != Some(Kind::File) {
+            return Err(Error::env(
+                var,
+                format!(
+                    "is set, but {path} is not in the image: the pypi element's root.d hook \
+                     puts it there; did root.d run?"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What [`configure`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Configured {
@@ -231,13 +252,15 @@ pub fn configure(
         );
         crate::undo::undo_journal(root, &previous, mounter)?;
     }
-    let plan = plan(root, home).inspect_err(|_| {
-        // Nothing of this run exists yet; an earlier run's state directory
-        // goes if nothing needs it any more.
-        if let Err(e) = crate::state::teardown(root) {
-            log::error!("removing the state directory after the failure also failed: {e}");
-        }
-    })?;
+    let plan = check_tls_files(root, settings)
+        .and_then(|()| plan(root, home))
+        .inspect_err(|_| {
+            // Nothing of this run exists yet; an earlier run's state directory
+            // goes if nothing needs it any more.
+            if let Err(e) = crate::state::teardown(root) {
+                log::error!("removing the state directory after the failure also failed: {e}");
+            }
+        })?;
     let pip = pip_conf(settings);
     let uv = uv_toml(settings);
     let mode = if settings.has_credentials() {

@@ -9,7 +9,7 @@
 //! not have run after a kill). A write that is the crash step writes half
 //! its bytes first, like a process killed mid-write.
 //!
-//! Compiled only for tests and with the `fault-injection` feature.
+//! Compiled only for tests and with the `testing` feature.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

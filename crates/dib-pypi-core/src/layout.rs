@@ -14,12 +14,27 @@ use std::path::{Component, Path, PathBuf};
 /// image into its final filesystem with `cp -ra built/* mnt` before
 /// cleanup.d, and that glob leaves every top-level dot name behind.
 pub const STATE_DIR: &str = "/dib-pypi";
-/// Mode of the state directory: the journals name root's files.
-pub const STATE_DIR_MODE: u32 = 0o700;
+/// Mode of the state directory: it holds the mirrors' CA bundle, which
+/// every user in the image may need (the journals and the client key in
+/// it are 0600 themselves).
+pub const STATE_DIR_MODE: u32 = 0o755;
 /// Journal of root.d (the mirror mount).
 pub const MOUNT_JOURNAL: &str = "/dib-pypi/mount.journal";
 /// Journal of pre-install.d (the pip and uv configs).
 pub const CONFIG_JOURNAL: &str = "/dib-pypi/config.journal";
+/// Journal of root.d's TLS files (the CA bundle, the client certificate).
+pub const TLS_JOURNAL: &str = "/dib-pypi/tls.journal";
+/// Every journal, in the order restore undoes them.
+pub const JOURNALS: [&str; 3] = [CONFIG_JOURNAL, MOUNT_JOURNAL, TLS_JOURNAL];
+
+/// The mirrors' CA bundle in the image (the host's public CAs, then
+/// `DIB_PYPI_MIRROR_CA`'s): pip's `cert`, uv's `SSL_CERT_FILE`.
+pub const CA_BUNDLE: &str = "/dib-pypi/mirror-ca.pem";
+/// Mode of the CA bundle: public material.
+pub const CA_BUNDLE_MODE: u32 = 0o644;
+/// The client certificate and key in the image: pip's `client-cert`, uv's
+/// `SSL_CLIENT_CERT`.
+pub const CLIENT_CERT: &str = "/dib-pypi/mirror-client.pem";
 
 /// Where the mirror appears inside the image (`file:///tmp/pypi`).
 pub const MOUNTPOINT: &str = "/tmp/pypi";
@@ -158,7 +173,7 @@ mod tests {
 
     #[test]
     fn every_journal_lives_in_the_state_directory() {
-        for j in [MOUNT_JOURNAL, CONFIG_JOURNAL] {
+        for j in JOURNALS.iter().chain(&[CA_BUNDLE, CLIENT_CERT]) {
             assert_eq!(Path::new(j).parent(), Some(Path::new(STATE_DIR)));
         }
         assert_eq!(Path::new(STATE_DIR).parent(), Some(Path::new("/")));

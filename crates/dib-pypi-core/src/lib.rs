@@ -11,15 +11,18 @@
 //! 3. `mounter`: the mount system calls and the mount table;
 //! 4. `journal`, then `state`, then `undo`, then `txn`: recording,
 //!    undoing and grouping changes;
-//! 5. `stage`: the private staging point beside the image;
+//! 5. `stage`: the private staging point beside the image; `tls`: the
+//!    mirrors' CA and client certificate in the image;
 //! 6. `mount`, `configure`, `restore`: one per hook binary.
 //!
 //! Apart: `mirror`, `settings`, `render`, `overrides` (the environment
-//! and the config files written from it).
+//! and the config files written from it), `certs` (the TLS files on the
+//! host).
 
+pub mod certs;
 pub mod configure;
 pub mod error;
-#[cfg(any(test, feature = "fault-injection"))]
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fault;
 pub mod journal;
@@ -35,9 +38,10 @@ pub mod rootfs;
 pub mod settings;
 pub mod stage;
 pub mod state;
-#[cfg(any(test, feature = "fault-injection"))]
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
+pub mod tls;
 pub mod txn;
 pub mod undo;
 

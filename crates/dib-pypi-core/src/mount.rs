@@ -3,6 +3,7 @@
 use std::io;
 use std::path::Path;
 
+use crate::certs::MirrorTls;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Op};
 use crate::layout::{dir_mode, DEFAULT_HOME, MOUNTPOINT, MOUNT_JOURNAL};
@@ -20,6 +21,25 @@ pub enum MountOutcome {
     AlreadyMounted,
     /// Mounted, read-only.
     Mounted,
+}
+
+/// root.d: put the mirrors' TLS files into the image (see [`crate::tls`]),
+/// then mount the mirror ([`mount_mirror`]). When the mount fails, the
+/// TLS files are taken out again: a failed hook leaves nothing.
+pub fn root_d(
+    root: &Root,
+    source: &Path,
+    tls: &MirrorTls,
+    mounter: &dyn Mounter,
+) -> Result<MountOutcome> {
+    crate::tls::install(root, tls, mounter)?;
+    mount_mirror(root, source, mounter).inspect_err(|_| {
+        if let Err(e) = crate::tls::install(root, &MirrorTls::default(), mounter) {
+            for e in e.leaves() {
+                log::error!("taking the TLS files out again also failed: {e}");
+            }
+        }
+    })
 }
 
 /// root.d: bind-mount host directory `source` read-only at `/tmp/pypi` in

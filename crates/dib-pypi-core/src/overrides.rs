@@ -6,6 +6,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
+use crate::certs::{CA_VAR, CLIENT_CERT_VAR};
 use crate::rootfs::Root;
 
 /// pip options, as `PIP_<NAME>` variables, that change where packages come
@@ -98,9 +99,85 @@ pub fn image_warnings(root: &Root) -> Vec<String> {
         .collect()
 }
 
+/// Host variables that point TLS clients at a CA bundle or client
+/// certificate, the tool that reads each, and the element's variable to
+/// use instead.
+const TLS_PATH_VARS: &[(&str, &str, &str)] = &[
+    ("PIP_CERT", "pip", CA_VAR),
+    ("PIP_CLIENT_CERT", "pip", CLIENT_CERT_VAR),
+    ("REQUESTS_CA_BUNDLE", "pip", CA_VAR),
+    ("SSL_CERT_FILE", "uv and Python", CA_VAR),
+    ("SSL_CLIENT_CERT", "uv", CLIENT_CERT_VAR),
+    ("CURL_CA_BUNDLE", "curl", CA_VAR),
+];
+
+/// Warnings about TLS path variables that `sudo -E` carried from the host
+/// and that name a file the image does not have: the tool then fails
+/// every https request. Says what to set instead. Paths are shown (they
+/// are not secrets), cut to a sane length.
+pub fn tls_path_warnings<I, K, V>(root: &Root, vars: I) -> Vec<String>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let Some(&(var, tool, instead)) =
+            TLS_PATH_VARS.iter().find(|(v, _, _)| OsStr::new(v) == name)
+        else {
+            continue;
+        };
+        let path = Path::new(value);
+        let missing = path.is_absolute()
+            && crate::layout::is_clean_absolute(path)
+            && matches!(root.kind_following(path), Ok(None));
+        if missing {
+            let shown: String = path.display().to_string().chars().take(200).collect();
+            out.push(format!(
+                "{var}={shown} (from the host) names a file that is not in the image, so {tool} \
+                 will fail on https; unset {var} and set {instead}={shown} instead (root.d \
+                 then puts it into the image for the build)"
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_paths_missing_in_the_image_say_what_to_set_instead() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc/ssl")).unwrap();
+        std::fs::write(dir.path().join("etc/ssl/ok.pem"), "x").unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let w = tls_path_warnings(
+            &root,
+            [
+                ("PIP_CERT", "/etc/corp/ca.pem"),
+                ("SSL_CERT_FILE", "/etc/ssl/ok.pem"),
+                ("SSL_CLIENT_CERT", "/home/me/me.pem"),
+                ("HOME", "/nonexistent"),
+            ],
+        );
+        assert_eq!(
+            w,
+            [
+                "PIP_CERT=/etc/corp/ca.pem (from the host) names a file that is not in the image, \
+                 so pip will fail on https; unset PIP_CERT and set DIB_PYPI_MIRROR_CA=/etc/corp/ca.pem \
+                 instead (root.d then puts it into the image for the build)",
+                "SSL_CLIENT_CERT=/home/me/me.pem (from the host) names a file that is not in the \
+                 image, so uv will fail on https; unset SSL_CLIENT_CERT and set \
+                 DIB_PYPI_MIRROR_CLIENT_CERT=/home/me/me.pem instead (root.d then puts it into the \
+                 image for the build)",
+            ]
+        );
+    }
 
     #[test]
     fn names_overriding_variables_without_values() {

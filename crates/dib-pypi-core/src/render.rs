@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::layout::{CA_BUNDLE, CLIENT_CERT};
 use crate::settings::Settings;
 
 /// pip command sections that override `[global]` for the keys we set. A
@@ -65,6 +66,14 @@ pub fn pip_conf(settings: &Settings) -> String {
     if let Some(retries) = settings.retries {
         let _ = writeln!(keys, "retries = {retries}");
     }
+    // pip's `cert` replaces its CA list: the bundle holds the public CAs
+    // too (see `certs`).
+    if settings.mirror_ca {
+        let _ = writeln!(keys, "cert = {CA_BUNDLE}");
+    }
+    if settings.client_cert {
+        let _ = writeln!(keys, "client-cert = {CLIENT_CERT}");
+    }
 
     let mut out = comment_block("#");
     for section in PIP_SECTIONS {
@@ -114,6 +123,29 @@ mod tests {
 
     fn settings(vars: &[(&str, &str)]) -> Settings {
         Settings::from_vars(vars.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn the_mirrors_tls_files_are_in_every_pip_section() {
+        let conf = pip_conf(&settings(&[
+            ("DIB_PYPI_MIRROR_CA", "/etc/corp/ca.pem"),
+            ("DIB_PYPI_MIRROR_CLIENT_CERT", "/etc/corp/me.pem"),
+        ]));
+        for section in PIP_SECTIONS {
+            let body = conf.split(&format!("[{section}]\n")).nth(1).unwrap();
+            let body = body.split("\n[").next().unwrap();
+            assert!(
+                body.contains("\ncert = /dib-pypi/mirror-ca.pem\n"),
+                "{section}: {body}"
+            );
+            assert!(
+                body.contains("\nclient-cert = /dib-pypi/mirror-client.pem\n"),
+                "{section}"
+            );
+        }
+        // Unset or empty: no such keys.
+        let plain = pip_conf(&settings(&[("DIB_PYPI_MIRROR_CA", "")]));
+        assert!(!plain.contains("cert"), "{plain}");
     }
 
     #[test]

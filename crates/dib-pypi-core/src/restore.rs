@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::journal::Journal;
-use crate::layout::{all_config_files, CONFIG_JOURNAL, MOUNT_JOURNAL, STATE_DIR};
+use crate::layout::{all_config_files, JOURNALS, STATE_DIR};
 use crate::mounter::Mounter;
 use crate::rootfs::Root;
 use crate::stage::Stage;
@@ -19,7 +19,7 @@ pub fn restore(root: &Root, mounter: &dyn Mounter, home: &Path) -> Result<()> {
     if let Err(e) = Stage::beside(root).and_then(|stage| stage.clear(root, mounter)) {
         errors.push(e);
     }
-    for path in [CONFIG_JOURNAL, MOUNT_JOURNAL] {
+    for path in JOURNALS {
         let journal = Journal::new(root, Path::new(path));
         if let Err(e) = crate::undo::undo_journal(root, &journal, mounter) {
             errors.push(e);

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
+use crate::certs::{CA_VAR, CLIENT_CERT_VAR};
 use crate::error::{Error, Result};
 use crate::mirror::{MirrorUrl, DEFAULT_MIRROR, UPSTREAM_INDEX};
 
@@ -22,6 +23,12 @@ pub struct Settings {
     pub upstream: bool,
     /// pip's `retries`, from `DIB_PIP_RETRIES`.
     pub retries: Option<u32>,
+    /// Whether `DIB_PYPI_MIRROR_CA` is set: root.d then put the CA bundle
+    /// into the image, and pip is to use it.
+    pub mirror_ca: bool,
+    /// Whether `DIB_PYPI_MIRROR_CLIENT_CERT` is set (the same for the
+    /// client certificate).
+    pub client_cert: bool,
     /// Things the user should know, already phrased and free of secrets.
     pub warnings: Vec<String>,
 }
@@ -44,6 +51,8 @@ impl Settings {
         let mut legacy = Numbered::default();
         let mut offline = false;
         let mut retries = None;
+        let mut mirror_ca = false;
+        let mut client_cert = false;
         let mut warnings = Vec::new();
 
         for (name, value) in vars {
@@ -57,6 +66,10 @@ impl Settings {
                 offline |= !value.is_empty();
             } else if name == "DIB_PIP_RETRIES" && !value.is_empty() {
                 retries = Some(parse_retries(value)?);
+            } else if name == CA_VAR {
+                mirror_ca = !value.is_empty();
+            } else if name == CLIENT_CERT_VAR {
+                client_cert = !value.is_empty();
             }
         }
 
@@ -106,6 +119,8 @@ impl Settings {
             indexes,
             upstream,
             retries,
+            mirror_ca,
+            client_cert,
             warnings,
         })
     }

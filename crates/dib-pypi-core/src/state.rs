@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::layout::{CONFIG_JOURNAL, MOUNT_JOURNAL, STATE_DIR, STATE_DIR_MODE};
+use crate::layout::{JOURNALS, STATE_DIR, STATE_DIR_MODE};
 use crate::rootfs::{Kind, Rmdir, Root};
 
 /// Create the state directory if it is not there. Anything else at its
@@ -33,7 +33,7 @@ pub fn ensure(root: &Root) -> Result<()> {
 /// Remove the state directory once no journal needs it. One that holds
 /// anything else stays, and says so: the element did not put it there.
 pub fn teardown(root: &Root) -> Result<()> {
-    for journal in [CONFIG_JOURNAL, MOUNT_JOURNAL] {
+    for journal in JOURNALS {
         if root.lstat(Path::new(journal))?.is_some() {
             return Ok(());
         }
@@ -70,7 +70,7 @@ mod tests {
         let meta = std::fs::metadata(dir.path().join("dib-pypi")).unwrap();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777,
-            0o700
+            0o755
         );
         std::fs::write(dir.path().join("dib-pypi/config.journal"), "x").unwrap();
         teardown(&root).unwrap();

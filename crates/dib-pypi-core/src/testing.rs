@@ -1,6 +1,6 @@
 //! Test fakes, in one place for the unit and the integration tests: mounters that record instead of mounting, and tree listings.
 //!
-//! Compiled only for tests and with the `fault-injection` feature, like
+//! Compiled only for tests and with the `testing` feature, like
 //! [`crate::fault`]; the hook binaries never contain it.
 // Test support: a broken fixture should stop the test with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -260,4 +260,88 @@ pub fn tree(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
         }
     }
     out
+}
+
+/// A throw-away PKI for the TLS tests: a CA, server certificates for
+/// loopback, client certificates, and certificates outside their validity.
+pub struct Pki {
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl std::fmt::Debug for Pki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pki")
+    }
+}
+
+/// Validity from a year ago to a year ahead.
+fn valid_now(params: &mut rcgen::CertificateParams) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(365);
+    params.not_after = now + time::Duration::days(365);
+}
+
+impl Pki {
+    /// A new CA called `name`.
+    pub fn new(name: &str) -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        valid_now(&mut params);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Pki {
+            ca: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    fn leaf(&self, names: &[&str], usage: rcgen::ExtendedKeyUsagePurpose) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(names.clone()).unwrap();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        params.extended_key_usages = vec![usage];
+        valid_now(&mut params);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A server certificate for `names` (IP addresses or DNS names) and
+    /// its key, PEM.
+    pub fn server(&self, names: &[&str]) -> (String, String) {
+        self.leaf(names, rcgen::ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate followed by its key, in one PEM text (what
+    /// pip's `client-cert` and uv's `SSL_CLIENT_CERT` take).
+    pub fn client(&self, name: &str) -> String {
+        let (cert, key) = self.leaf(&[name], rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        cert + &key
+    }
+
+    /// A self-signed CA certificate valid from `from` to `to` (years).
+    pub fn ca_valid(name: &str, from: i32, to: i32) -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(to, 1, 1);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().pem()
+    }
 }

@@ -1,15 +1,18 @@
-//! root.d hook: bind-mount the host's PyPI mirror read-only into the image at /tmp/pypi.
+//! root.d hook: the mirrors' TLS files into the image, and the host's PyPI mirror read-only at /tmp/pypi.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use dib_pypi_core::certs::MirrorTls;
 use dib_pypi_core::layout::MOUNTPOINT;
-use dib_pypi_core::mount::{mount_mirror, MountOutcome};
+use dib_pypi_core::mount::{root_d, MountOutcome};
 use dib_pypi_core::mounter::SystemMounter;
 use dib_pypi_core::rootfs::Root;
 
-/// Bind-mount $DIB_IMAGE_CACHE/pypi/mirror read-only at $TARGET_ROOT/tmp/pypi.
+/// Bind-mount $DIB_IMAGE_CACHE/pypi/mirror read-only at $TARGET_ROOT/tmp/pypi,
+/// and put the files of DIB_PYPI_MIRROR_CA and DIB_PYPI_MIRROR_CLIENT_CERT
+/// into the image for the build.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -32,8 +35,19 @@ fn main() -> ExitCode {
         log::error!("DIB_IMAGE_CACHE and HOME are both unset; cannot locate the mirror");
         return ExitCode::FAILURE;
     };
+    // The host's certificate files are checked before anything changes.
+    let tls = match MirrorTls::from_env() {
+        Ok(tls) => tls,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &tls.warnings {
+        log::warn!("{w}");
+    }
     let result =
-        Root::open(&args.target_root).and_then(|root| mount_mirror(&root, &source, &SystemMounter));
+        Root::open(&args.target_root).and_then(|root| root_d(&root, &source, &tls, &SystemMounter));
     match result {
         Ok(MountOutcome::NoMirror) => {
             log::debug!("no mirror at {}; nothing to mount", source.display());

@@ -206,3 +206,22 @@ fn a_regular_file_in_the_way_is_still_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn a_tls_variable_without_its_file_in_the_image_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    mkdir(dir.path(), "root");
+    let before = tree(dir.path());
+    let root = Root::open(dir.path()).unwrap();
+    let settings =
+        Settings::from_vars([("DIB_OFFLINE", "1"), ("DIB_PYPI_MIRROR_CA", "/etc/ca.pem")]).unwrap();
+    let e = configure(&root, &settings, home(), &NoMounts)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "DIB_PYPI_MIRROR_CA: is set, but /dib-pypi/mirror-ca.pem is not in the image: \
+         the pypi element's root.d hook puts it there; did root.d run?"
+    );
+    assert_eq!(tree(dir.path()), before);
+}

@@ -122,7 +122,7 @@ pub struct Root {
     path: PathBuf,
     resolver: Resolver,
     /// Crash injection for tests; see [`crate::fault`].
-    #[cfg(any(test, feature = "fault-injection"))]
+    #[cfg(any(test, feature = "testing"))]
     faults: Option<std::sync::Arc<crate::fault::FaultPlan>>,
 }
 
@@ -139,13 +139,13 @@ impl Root {
             fd,
             path: path.to_path_buf(),
             resolver: Resolver::get(),
-            #[cfg(any(test, feature = "fault-injection"))]
+            #[cfg(any(test, feature = "testing"))]
             faults: None,
         })
     }
 
     /// Ask `plan` before every change this root makes (tests only).
-    #[cfg(any(test, feature = "fault-injection"))]
+    #[cfg(any(test, feature = "testing"))]
     #[doc(hidden)]
     pub fn with_faults(mut self, plan: std::sync::Arc<crate::fault::FaultPlan>) -> Root {
         self.faults = Some(plan);
@@ -156,7 +156,7 @@ impl Root {
     /// here": the caller may write half its data, then returns
     /// [`Root::die`]. Without fault injection this is always `Ok(false)`.
     fn crash_point(&self, what: &'static str, host: &Path) -> Result<bool> {
-        #[cfg(any(test, feature = "fault-injection"))]
+        #[cfg(any(test, feature = "testing"))]
         if let Some(plan) = &self.faults {
             return plan.step(what).map_err(|e| Error::io(what, host, e));
         }
@@ -166,7 +166,7 @@ impl Root {
 
     /// The error (or SIGKILL) of the crash step.
     fn die(&self, what: &'static str, host: &Path) -> Error {
-        #[cfg(any(test, feature = "fault-injection"))]
+        #[cfg(any(test, feature = "testing"))]
         if let Some(plan) = &self.faults {
             return Error::io(what, host, plan.die());
         }

@@ -1,0 +1,168 @@
+//! A corporate mirror: https with a private CA and a client certificate, for real pip and uv in the chroot, and no trace of either file afterwards.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Output;
+
+use dib_pypi_tests::tls::HttpsMirror;
+use dib_pypi_tests::{assert_ok, assert_same_tree, build_mirror, read, text, Image};
+
+use super::{assert_installed, make_venv, CLEANUP, PRE_INSTALL, ROOT_D};
+
+/// pip in the chroot installs `project` (and uv) from the configured
+/// mirror, in a shell that sourced the element's environment.d as DIB's
+/// hooks do.
+fn pip_install(image: &mut Image, project: &str, env: &[(&str, &str)]) -> Output {
+    make_venv(image, "/opt/venvs/pip", true);
+    image.run_with_environment(
+        &[
+            "/opt/venvs/pip/bin/pip",
+            "install",
+            "--no-cache-dir",
+            project,
+            "uv",
+        ],
+        env,
+    )
+}
+
+/// uv (installed by pip above) installs `project` into a second venv.
+fn uv_install(image: &mut Image, project: &str, env: &[(&str, &str)]) -> Output {
+    make_venv(image, "/opt/venvs/uv", false);
+    image.run_with_environment(
+        &[
+            "/opt/venvs/pip/bin/uv",
+            "pip",
+            "install",
+            "--no-cache",
+            "--python",
+            "/opt/venvs/uv/bin/python",
+            project,
+        ],
+        env,
+    )
+}
+
+fn mode(image: &Image, inner: &str) -> u32 {
+    std::fs::metadata(image.path(inner))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn an_https_mirror_with_a_private_ca_and_a_client_certificate() {
+    let mut image = Image::new();
+    // The image's own public CAs, as an image with ca-certificates has
+    // them (Debian's pip reads this file, and fails without it).
+    let bundle = image.path("/etc/ssl/certs/ca-certificates.crt");
+    std::fs::create_dir_all(bundle.parent().unwrap()).unwrap();
+    std::fs::copy("/etc/ssl/certs/ca-certificates.crt", &bundle).unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    build_mirror(
+        &tree.path().join("m"),
+        &["dibtest-alpha", "dibtest-beta"],
+        true,
+    );
+    let server = HttpsMirror::start(&tree.path().join("m"), true);
+    let before = image.snapshot();
+    let no_cache = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let ca = server.ca();
+    let client = server.client();
+    let base = [
+        ("DIB_PYPI_MIRROR_URL", url.as_str()),
+        ("DIB_OFFLINE", "1"),
+        ("DIB_IMAGE_CACHE", no_cache.path().to_str().unwrap()),
+    ];
+
+    // Without the CA, pip cannot trust the mirror.
+    assert_ok("pre-install.d", &image.run_inside(PRE_INSTALL, &base));
+    let out = pip_install(&mut image, "dibtest-alpha", &base);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("CERTIFICATE_VERIFY_FAILED"),
+        "{}",
+        text(&out)
+    );
+    assert_ok("cleanup.d", &image.run_outside(CLEANUP, &[]));
+    assert_same_tree(&before, &image.snapshot());
+
+    // With the CA but no client certificate, the mirror refuses pip.
+    let with_ca: Vec<(&str, &str)> = base
+        .iter()
+        .copied()
+        .chain([("DIB_PYPI_MIRROR_CA", ca.to_str().unwrap())])
+        .collect();
+    assert_ok("root.d with the CA", &image.run_outside(ROOT_D, &with_ca));
+    assert_ok("pre-install.d", &image.run_inside(PRE_INSTALL, &with_ca));
+    let out = pip_install(&mut image, "dibtest-alpha", &with_ca);
+    assert!(!out.status.success());
+    assert!(
+        !text(&out).contains("CERTIFICATE_VERIFY_FAILED"),
+        "{}",
+        text(&out)
+    );
+    assert_ok("cleanup.d", &image.run_outside(CLEANUP, &[]));
+    assert_same_tree(&before, &image.snapshot());
+
+    // With both, pip and uv install from it.
+    let env: Vec<(&str, &str)> = with_ca
+        .iter()
+        .copied()
+        .chain([("DIB_PYPI_MIRROR_CLIENT_CERT", client.to_str().unwrap())])
+        .collect();
+    let out = image.run_outside(ROOT_D, &env);
+    assert_ok("root.d", &out);
+    assert_eq!(mode(&image, "/dib-pypi/mirror-ca.pem"), 0o644);
+    assert_eq!(mode(&image, "/dib-pypi/mirror-client.pem"), 0o600);
+    let configured = image.run_inside(PRE_INSTALL, &env);
+    assert_ok("pre-install.d", &configured);
+    let conf = read(&image.path("/root/.config/pip/pip.conf"));
+    assert!(
+        conf.contains("\ncert = /dib-pypi/mirror-ca.pem\n"),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("\nclient-cert = /dib-pypi/mirror-client.pem\n"),
+        "{conf}"
+    );
+    let out = pip_install(&mut image, "dibtest-alpha", &env);
+    assert_ok(
+        "pip install over https with the CA and the client certificate",
+        &out,
+    );
+    assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");
+    let out = uv_install(&mut image, "dibtest-beta", &env);
+    assert_ok(
+        "uv pip install over https (SSL_CERT_FILE, SSL_CLIENT_CERT)",
+        &out,
+    );
+    assert_installed(&image, "/opt/venvs/uv", "dibtest-beta");
+    // uv really needs what environment.d gives it: without it, it fails.
+    let out = image.chroot(
+        &[
+            "/opt/venvs/pip/bin/uv",
+            "pip",
+            "install",
+            "--no-cache",
+            "--python",
+            "/opt/venvs/uv/bin/python",
+            "--reinstall",
+            "dibtest-beta",
+        ],
+        &env,
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+
+    let out = image.run_outside(CLEANUP, &[]);
+    assert_ok("cleanup.d", &out);
+    assert_same_tree(&before, &image.snapshot());
+    // Neither file, nor any of their text, went to the output.
+    let key = std::fs::read_to_string(&client).unwrap();
+    let secret_line = key.lines().find(|l| !l.starts_with("-----")).unwrap();
+    for out in [&configured, &out] {
+        let t = text(out);
+        assert!(!t.contains("BEGIN") && !t.contains(secret_line), "{t}");
+    }
+}
