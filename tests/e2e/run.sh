@@ -4,10 +4,12 @@
 #   tests/e2e/run.sh [--dib-venv DIR] [--work DIR] [--elements DIR]
 #                    [--builds "file http parallel serve"] [--keep]
 #
-# 1. builds the element with `cargo xtask element --out WORK/elements`
-#    (or takes an already assembled one from --elements DIR) and runs
-#    DIB's dib-lint over it, with no ignore settings; builds the test
-#    tools seccomp-run and pypi-mirror when a build needs them;
+# 1. installs the element as users do: `pip install .` of this checkout
+#    into a fresh venv WORK/venv, ELEMENTS_PATH from its `pypi-mirror
+#    elements-path` (or takes an already assembled one from --elements
+#    DIR), and runs DIB's dib-lint over that installed copy, with no
+#    ignore settings; builds the test tools seccomp-run and pypi-mirror
+#    when a build needs them;
 # 2. runs disk-image-create -t tar debian-minimal pypi pypi-test builds:
 #    "file"     the element's defaults: a PEP 503 mirror in
 #               $DIB_IMAGE_CACHE/pypi/mirror (file:///tmp/pypi), upstream
@@ -44,7 +46,7 @@
 # Options (environment variables in brackets):
 #   --dib-venv DIR   venv with diskimage-builder [DIB_VENV, /opt/dib-venv]
 #   --work DIR       work dir [E2E_WORK, <repo>/target/e2e]
-#   --elements DIR   use DIR/pypi instead of building it [E2E_ELEMENTS]
+#   --elements DIR   use DIR/pypi instead of `pip install .` [E2E_ELEMENTS]
 #   --builds LIST    which builds to run [E2E_BUILDS, "file http parallel serve"];
 #                    one of file, http, user, seccomp, parallel, serve each
 #   --keep           keep the extracted image trees [E2E_KEEP=1]
@@ -459,25 +461,43 @@ say "Debian mirror $DISTRO_MIRROR, security mirror $SECURITY_MIRROR"
 
 # 1. the element -----------------------------------------------------------
 
-ELEMENTS=$WORK/elements
+# As users get it: `pip install .` of this checkout into a fresh venv (pip
+# builds the wheel: maturin, after `cargo xtask wheel-data` for the
+# element), the element where `pypi-mirror elements-path` says.  Or a copy
+# of an element assembled already (--elements DIR).
+VENV=$WORK/venv
 t=$(date +%s)
-rm -rf "$ELEMENTS"
-mkdir -p "$ELEMENTS"
+rm -rf "$VENV" "$WORK/elements"
 if [ -n "$ELEMENTS_SRC" ]; then
+    ELEMENTS=$WORK/elements
+    mkdir -p "$ELEMENTS"
     say "using the element in $ELEMENTS_SRC/pypi"
     cp -a "$ELEMENTS_SRC/pypi" "$ELEMENTS/pypi"
+    timing "element (copied)" $(($(date +%s) - t))
 else
-    say "cargo xtask element --out $ELEMENTS"
-    if ! (cd "$REPO" && cargo xtask element --out "$ELEMENTS") > "$WORK/xtask.log" 2>&1; then
-        tail -n 40 "$WORK/xtask.log"
-        not_ok "cargo xtask element --out $ELEMENTS (log: $WORK/xtask.log)"
+    # as from a fresh checkout: no wheel data directory yet
+    rm -rf "$REPO/target/wheel-data"
+    say "pip install $REPO into a fresh venv $VENV"
+    if ! { "$PY" -m venv "$VENV" &&
+        (cd "$REPO" && umask 022 && "$VENV/bin/pip" install --disable-pip-version-check .); } \
+        > "$WORK/pip-install.log" 2>&1; then
+        tail -n 40 "$WORK/pip-install.log"
+        not_ok "element: pip install . into a fresh venv (log: $WORK/pip-install.log)"
         exit 1
     fi
+    timing "element (pip install .)" $(($(date +%s) - t))
+    if ! ELEMENTS=$("$VENV/bin/pypi-mirror" elements-path); then
+        not_ok "element: $VENV/bin/pypi-mirror elements-path"
+        exit 1
+    fi
+    check "element: pypi-mirror elements-path names the venv's share/dib-pypi/elements ($ELEMENTS)" \
+        test "$ELEMENTS" = "$(cd "$VENV/share/dib-pypi/elements" && pwd -P)"
 fi
-timing "element (cargo xtask)" $(($(date +%s) - t))
 EL=$ELEMENTS/pypi
 check "element: $EL has README.rst, root.d, pre-install.d/04-pypi-configure, cleanup.d" \
     test -f "$EL/README.rst" -a -d "$EL/root.d" -a -x "$EL/pre-install.d/04-pypi-configure" -a -d "$EL/cleanup.d"
+check "element: its hook binaries have no exec bit (the hook scripts run a copy)" \
+    none_found find "$EL/dib-pypi-libexec" -type f -perm /111
 
 # dib-lint, as DIB runs it on its own elements: from a fresh git tree
 # (dib-lint skips files git ignores, and /target is ignored here) with no
@@ -498,7 +518,7 @@ lint() {
     return 1
 }
 t=$(date +%s)
-check "dib-lint passes on the assembled element (log: $WORK/lint-pypi.log)" lint pypi "$EL"
+check "dib-lint passes on the element in $EL (log: $WORK/lint-pypi.log)" lint pypi "$EL"
 check "element carries no '# dib-lint:' exclusions" \
     none_found grep -r -a -l 'dib-lint:' "$EL"
 check "dib-lint passes on the test element pypi-test" lint pypi-test "$HERE/elements/pypi-test"

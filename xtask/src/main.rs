@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xtask::{element, test};
+use xtask::{dist, element, test};
 
 #[derive(Debug, Parser)]
 #[command(about = "Project automation for the dib pypi element")]
@@ -21,6 +21,17 @@ enum Command {
         #[arg(long, default_value = "target/element")]
         out: PathBuf,
     },
+    /// Write the wheel's data directory (target/wheel-data) afresh: the
+    /// element of `element`, where the wheel installs it. The build backend
+    /// runs this before maturin.
+    WheelData,
+    /// Build the wheel and the sdist with maturin into OUT, check them, and
+    /// check the wheel installed by pip into a fresh venv.
+    Dist {
+        /// Directory that receives them (emptied first).
+        #[arg(long, default_value = dist::DIST_DIR)]
+        out: PathBuf,
+    },
     /// Run every check CI runs: fmt, clippy, unit and integration tests, and
     /// the disk-image-create end-to-end builds.
     Test {
@@ -35,6 +46,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Element { out } => element::assemble(&out).map(|dir| {
             println!("element written to {}", dir.display());
+        }),
+        Command::WheelData => element::wheel_data().map(|dir| {
+            println!("element written to {}", dir.display());
+        }),
+        Command::Dist { out } => dist::dist(&out).map(|d| {
+            println!("{}", d.wheel.display());
+            println!("{}", d.sdist.display());
         }),
         Command::Test { no_e2e } => test::run(!no_e2e),
     };

@@ -44,6 +44,8 @@ pub fn run(e2e: bool) -> Result<(), String> {
         "cargo test",
         cargo().args(["test", "--workspace", "--locked"]),
     )?;
+    // The wheel and sdist, checked, and the wheel installed into a fresh venv.
+    run_step("cargo xtask dist", cargo().args(["xtask", "dist"]))?;
     if e2e {
         run_step(
             "disk-image-create end-to-end builds",

@@ -262,3 +262,50 @@ fn no_syscall_newer_than_linux_4_18_without_its_fallback() {
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
 }
+
+/// The `[package]` table of a Cargo.toml, or `[project]` of pyproject.toml:
+/// its lines up to the next table.
+fn table<'a>(text: &'a str, header: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .collect()
+}
+
+#[test]
+fn one_version_for_every_crate_and_the_wheel() {
+    let root = workspace_root();
+    let mut manifests = vec![root.join("tests/Cargo.toml"), root.join("xtask/Cargo.toml")];
+    for entry in fs::read_dir(root.join("crates")).unwrap() {
+        manifests.push(entry.unwrap().path().join("Cargo.toml"));
+    }
+    let mut wrong = Vec::new();
+    for manifest in &manifests {
+        let text = fs::read_to_string(manifest).unwrap();
+        let versions: Vec<&str> = table(&text, "[package]")
+            .into_iter()
+            .filter(|l| l.starts_with("version"))
+            .collect();
+        if versions != ["version.workspace = true"] {
+            wrong.push(format!("{}: {versions:?}", rel(manifest)));
+        }
+    }
+    assert!(manifests.len() >= 8, "{manifests:?}");
+    let workspace = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(
+        table(&workspace, "[workspace.package]")
+            .iter()
+            .any(|l| l.starts_with("version = \"")),
+        "no [workspace.package] version"
+    );
+    // maturin takes the wheel's version from pypi-mirror's Cargo.toml.
+    let pyproject = fs::read_to_string(root.join("pyproject.toml")).unwrap();
+    let project = table(&pyproject, "[project]");
+    if !project.contains(&"dynamic = [\"version\"]")
+        || project.iter().any(|l| l.starts_with("version"))
+    {
+        wrong.push("pyproject.toml: [project] must take its version from Cargo.toml (dynamic = [\"version\"])".into());
+    }
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}

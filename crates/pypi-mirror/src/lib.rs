@@ -16,6 +16,7 @@
 //! small installable distributions for tests and benchmarks.
 
 pub mod build;
+pub mod elements;
 mod fsutil;
 pub mod html;
 pub mod metadata;

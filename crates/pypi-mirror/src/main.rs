@@ -88,6 +88,9 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 16)]
         max_upstream: usize,
     },
+    /// Print the directory to put on ELEMENTS_PATH: the one holding the
+    /// `pypi` element that pip installed beside this program.
+    ElementsPath,
 }
 
 fn main() -> ExitCode {
@@ -135,6 +138,18 @@ fn main() -> ExitCode {
 
     let progress = std::io::stderr().is_terminal();
     let (out, result) = match cli.command {
+        Command::ElementsPath => {
+            return match pypi_mirror::elements::elements_path() {
+                Ok(dir) => {
+                    println!("{}", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Build {
             from,
             out,

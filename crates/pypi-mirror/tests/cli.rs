@@ -162,3 +162,80 @@ fn relative_and_absolute_spellings_are_the_same_source() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("1 updated"), "{}", text(&o));
 }
+
+/// `<root>/<prefix>/bin/pypi-mirror` (this very program, hard-linked or
+/// copied) with `element` files of this version in
+/// `<root>/<prefix>/share/dib-pypi/elements/pypi` when `element` is true.
+fn installed(root: &std::path::Path, prefix: &str, element: bool) -> PathBuf {
+    use dib_pypi_common::element::{FILES, SHARE_DIR, VERSION_FIELD};
+    let prefix = root.join(prefix);
+    if element {
+        let pypi = prefix.join(SHARE_DIR).join("pypi");
+        for file in FILES {
+            let path = pypi.join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, "").unwrap();
+        }
+        let version = env!("CARGO_PKG_VERSION");
+        fs::write(
+            pypi.join("README.rst"),
+            format!("{VERSION_FIELD}{version}\n"),
+        )
+        .unwrap();
+    }
+    fs::create_dir_all(prefix.join("bin")).unwrap();
+    let exe = prefix.join("bin/pypi-mirror");
+    let me = env!("CARGO_BIN_EXE_pypi-mirror");
+    if fs::hard_link(me, &exe).is_err() {
+        fs::copy(me, &exe).unwrap();
+    }
+    exe
+}
+
+#[test]
+fn elements_path_prints_the_element_directory_beside_the_real_program() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = installed(tmp.path(), "venv", true);
+    let want = fs::canonicalize(tmp.path().join("venv/share/dib-pypi/elements")).unwrap();
+    let o = Command::new(&exe).arg("elements-path").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{}\n", want.display())
+    );
+    assert!(want.join("pypi/README.rst").is_file());
+    // Through a symlink elsewhere (pipx's ~/.local/bin), even one whose own
+    // prefix has an element: the program's real place decides.
+    installed(tmp.path(), "local", true);
+    let link = tmp.path().join("local/bin/pypi-mirror");
+    fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&exe, &link).unwrap();
+    let o = Command::new(&link).arg("elements-path").output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{}\n", want.display())
+    );
+}
+
+#[test]
+fn elements_path_without_an_element_is_one_line_naming_where_it_looked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = installed(tmp.path(), "bare", false);
+    let o = Command::new(&exe).arg("elements-path").output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(o.stdout.is_empty());
+    assert_eq!(text(&o).lines().count(), 1, "{}", text(&o));
+    let element = fs::canonicalize(tmp.path().join("bare"))
+        .unwrap()
+        .join("share/dib-pypi/elements/pypi");
+    assert!(
+        text(&o).starts_with(&format!(
+            "pypi-mirror: error: no pypi element installed beside {}: {} does not exist",
+            fs::canonicalize(&exe).unwrap().display(),
+            element.display()
+        )),
+        "{}",
+        text(&o)
+    );
+}

@@ -1,0 +1,233 @@
+//! `cargo xtask dist`: the wheel and the sdist in target/dist/, built by maturin and checked.
+//!
+//! The element goes into the wheel's data directory first (`cargo xtask
+//! wheel-data`, as the build backend does for pip), then maturin, from a
+//! venv of its own in target/, builds the wheel and the sdist; both are
+//! checked, and the wheel installed into a fresh venv (`installed.rs`). Unlike a
+//! `pip install .`, whose wheel pip tags `linux_<arch>` (it is for this
+//! machine), `maturin build` audits `pypi-mirror` and tags the wheel
+//! with the oldest `manylinux_2_N` it runs on; the static hook binaries add
+//! no constraint but the architecture.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::element::{host_triple, wheel_data, workspace_root};
+use crate::installed::check_installed;
+use crate::wheel::{check_contents, check_record, check_sdist, check_tag, read_wheel};
+
+/// maturin as pyproject.toml's `[build-system] requires` names it (a test
+/// holds the two together).
+pub const MATURIN: &str = "maturin>=1.9,<2.0";
+
+/// Where `cargo xtask dist` writes by default.
+pub const DIST_DIR: &str = "target/dist";
+
+/// The venv holding maturin, relative to the workspace root.
+const MATURIN_VENV: &str = "target/maturin-venv";
+
+/// What `cargo xtask dist` made.
+#[derive(Debug)]
+pub struct Dist {
+    /// The wheel.
+    pub wheel: PathBuf,
+    /// The sdist.
+    pub sdist: PathBuf,
+    /// The element the wheel carries, as assembled.
+    pub element: PathBuf,
+}
+
+/// Run `cmd`, failing with `what` and its status.
+pub fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// Run `cmd` and return its standard output, failing with `what`, its
+/// status and its standard error.
+pub fn output(what: &str, cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            err.trim().lines().last().unwrap_or_default()
+        ))
+    }
+}
+
+/// Where the installed wheel is checked, relative to the workspace root.
+pub const CHECK_DIR: &str = "target/dist-check";
+
+/// Build the wheel and the sdist into `out` (emptied first) and check
+/// them: the files in them, then the wheel installed into a fresh venv.
+pub fn dist(out: &Path) -> Result<Dist, String> {
+    let root = workspace_root();
+    let out = root.join(out);
+    let tracked = git_tracked(&root)?;
+    let element = wheel_data()?;
+    let maturin = maturin()?;
+    if out.exists() {
+        fs::remove_dir_all(&out).map_err(|e| format!("removing {}: {e}", out.display()))?;
+    }
+    fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    run(
+        "maturin build",
+        Command::new(&maturin)
+            .current_dir(&root)
+            .args(["build", "--release", "--out"])
+            .arg(&out),
+    )?;
+    run(
+        "maturin sdist",
+        Command::new(&maturin)
+            .current_dir(&root)
+            .args(["sdist", "--out"])
+            .arg(&out),
+    )?;
+    let dist = Dist {
+        wheel: only_file(&out, ".whl")?,
+        sdist: only_file(&out, ".tar.gz")?,
+        element,
+    };
+    let wheel = read_wheel(&dist.wheel)?;
+    check_record(&wheel)?;
+    check_contents(&wheel, &dist.element)?;
+    check_tag(&wheel, &host_arch()?, false)?;
+    check_sdist(&dist.sdist, &tracked)?;
+    check_installed(&dist.wheel, &dist.element, &root.join(CHECK_DIR))
+        .map_err(|e| format!("the wheel installed: {e}"))?;
+    Ok(dist)
+}
+
+/// The one file in `dir` whose name ends with `suffix`.
+fn only_file(dir: &Path, suffix: &str) -> Result<PathBuf, String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))? {
+        let path = entry
+            .map_err(|e| format!("reading {}: {e}", dir.display()))?
+            .path();
+        if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(format!(
+            "{}: wants one *{suffix}, has {}",
+            dir.display(),
+            found.len()
+        )),
+    }
+}
+
+/// maturin, installed into its own venv the first time (again when
+/// [`MATURIN`] changes).
+fn maturin() -> Result<PathBuf, String> {
+    let venv = workspace_root().join(MATURIN_VENV);
+    let bin = venv.join("bin/maturin");
+    let marker = venv.join("requirement.txt");
+    if bin.is_file() && fs::read_to_string(&marker).ok().as_deref() == Some(MATURIN) {
+        return Ok(bin);
+    }
+    if venv.exists() {
+        fs::remove_dir_all(&venv).map_err(|e| format!("removing {}: {e}", venv.display()))?;
+    }
+    eprintln!("xtask: installing {MATURIN} into {}", venv.display());
+    run(
+        "python3 -m venv",
+        Command::new("python3").args(["-m", "venv"]).arg(&venv),
+    )?;
+    run(
+        &format!("pip install {MATURIN}"),
+        Command::new(venv.join("bin/python")).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            MATURIN,
+        ]),
+    )?;
+    fs::write(&marker, MATURIN).map_err(|e| format!("writing {}: {e}", marker.display()))?;
+    Ok(bin)
+}
+
+/// Every file git tracks in the checkout at `root`, relative to it: what
+/// maturin's git generator puts into the sdist. A file git neither tracks
+/// nor ignores is an error: the wheel would be built with it and the sdist
+/// without it.
+fn git_tracked(root: &Path) -> Result<BTreeSet<String>, String> {
+    let untracked = output(
+        "git ls-files --others",
+        Command::new("git").current_dir(root).args([
+            "ls-files",
+            "-z",
+            "--others",
+            "--exclude-standard",
+        ]),
+    )?;
+    if let Some(file) = untracked.split('\0').find(|f| !f.is_empty()) {
+        return Err(format!(
+            "{}: git does not track it, so the sdist would lack it; git add it, or remove it",
+            root.join(file).display()
+        ));
+    }
+    let out = output(
+        "git ls-files",
+        Command::new("git")
+            .current_dir(root)
+            .args(["ls-files", "-z"]),
+    )?;
+    Ok(out
+        .split('\0')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// The host's architecture as wheel platform tags spell it.
+pub fn host_arch() -> Result<String, String> {
+    let triple = host_triple()?;
+    let arch = triple.split('-').next().unwrap_or_default();
+    Ok(match arch {
+        "powerpc64le" => "ppc64le",
+        "riscv64gc" => "riscv64",
+        a => a,
+    }
+    .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pyproject_asks_for_the_maturin_xtask_installs() {
+        let text = fs::read_to_string(workspace_root().join("pyproject.toml")).unwrap();
+        let requires = text.lines().find(|l| l.starts_with("requires = ")).unwrap();
+        assert_eq!(requires, format!("requires = [\"{MATURIN}\"]"));
+    }
+
+    #[test]
+    fn pyproject_data_is_where_wheel_data_writes() {
+        let text = fs::read_to_string(workspace_root().join("pyproject.toml")).unwrap();
+        let want = format!("data = \"{}\"", crate::element::WHEEL_DATA);
+        assert!(text.lines().any(|l| l == want), "no {want:?} line");
+    }
+
+    #[test]
+    fn the_host_architecture_has_a_tag_name() {
+        let arch = host_arch().unwrap();
+        assert!(crate::wheel::elf_machine_of(&arch).is_some(), "{arch}");
+    }
+}
