@@ -1117,14 +1117,18 @@ serve_builds() {
         not_ok "serve: the upstream (serve.py) listens on loopback"
         return 0
     fi
-    "$PYPI_MIRROR" serve --listen 127.0.0.1:0 --port-file "$port_file" --out "$tree" \
-        --upstream "http://dibuser:$SECRET@127.0.0.1:$up_port/" -v 2> "$slog" &
+    # the password in the environment, which ps does not show other users
+    PYPI_MIRROR_UPSTREAM="http://dibuser:$SECRET@127.0.0.1:$up_port/" \
+        "$PYPI_MIRROR" serve --listen 127.0.0.1:0 --port-file "$port_file" --out "$tree" \
+        -v 2> "$slog" &
     SERVE_PID=$!
     if ! port=$(wait_port_file "$port_file" "$SERVE_PID"); then
         cat "$slog" >&2
         not_ok "serve: pypi-mirror serve listens on loopback (log: $slog)"
         return 0
     fi
+    check "serve: the upstream password (given in PYPI_MIRROR_UPSTREAM) is not in serve's command line" \
+        files_lack "$SECRET" "/proc/$SERVE_PID/cmdline"
     url=http://127.0.0.1:$port/simple/
     say "serve on $url (pid $SERVE_PID, log $slog), tree $tree; upstream http://127.0.0.1:$up_port/ (pid $SERVER_PID)"
 

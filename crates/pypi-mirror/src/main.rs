@@ -65,7 +65,9 @@ enum Command {
     /// indexes: what clients fetch is published into the mirror.
     Serve {
         /// Upstream simple index, repeatable; the first that has a project
-        /// wins [default: https://pypi.org/simple/].
+        /// wins [default: $PYPI_MIRROR_UPSTREAM (URLs separated by
+        /// spaces; the place for passwords, which `ps` does not show),
+        /// else https://pypi.org/simple/].
         #[arg(long = "upstream", value_name = "URL")]
         upstreams: Vec<String>,
         /// Address to listen on (port 0: any free port).
@@ -186,6 +188,14 @@ fn main() -> ExitCode {
             };
             let mut opts = pypi_mirror::serve::ServeOptions::new(out);
             opts.upstreams = upstreams;
+            opts.upstream_env = match std::env::var(pypi_mirror::serve::UPSTREAM_ENV) {
+                Ok(v) => Some(v),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    log::error!("{}: not UTF-8", pypi_mirror::serve::UPSTREAM_ENV);
+                    return ExitCode::from(2);
+                }
+            };
             opts.listen = listen;
             opts.offline = offline;
             opts.ttl = std::time::Duration::from_secs(ttl);

@@ -206,6 +206,57 @@ fn credentials_in_the_upstream_url_are_used_and_never_printed() {
 }
 
 #[test]
+fn an_upstream_password_given_in_the_environment_is_not_on_the_command_line() {
+    let t = trees();
+    // "bob:s3cr3t-pw" in base64.
+    let up = FakeUpstream::start_auth(&t.up, Some("Basic Ym9iOnMzY3IzdC1wdw==".into()));
+    let url = format!("http://bob:s3cr3t-pw@127.0.0.1:{}/", up.port);
+    // On the command line: it works, every user can read it, a warning says
+    // where to put it instead (without it).
+    let serve = Serve::start(&t.out, &["--upstream", &url]);
+    assert_eq!(serve.get("/simple/synth-beta/").status, 200);
+    assert!(serve.cmdline().contains("s3cr3t-pw"), "{}", serve.cmdline());
+    let (_, err) = serve.stop();
+    assert!(
+        err.contains("pypi-mirror: warn: --upstream http://bob:***@127.0.0.1")
+            && err.contains("give the URL in PYPI_MIRROR_UPSTREAM instead"),
+        "{err}"
+    );
+    // In the environment (white space around and between URLs is how
+    // several are given): used, not on the command line, no warning.
+    let mut cmd = bin();
+    cmd.env("PYPI_MIRROR_UPSTREAM", format!("\n  {url}\n"));
+    let out2 = t.tmp.path().join("out2");
+    let serve = Serve::start_with(&out2, &[], cmd);
+    assert_eq!(serve.get("/simple/synth-beta/").status, 200);
+    let r = serve.get(&format!("/simple/synth-beta/{BETA_WHEEL}"));
+    assert_eq!((r.status, r.incomplete), (200, false));
+    assert!(!serve.cmdline().contains("s3cr3t"), "{}", serve.cmdline());
+    let (_, err) = serve.stop();
+    assert!(!err.contains("warn") && !err.contains("s3cr3t"), "{err}");
+    // A bad URL there is named by the variable, its password hidden.
+    let o = bin()
+        .env("PYPI_MIRROR_UPSTREAM", "ftp://bob:hunter2@x/simple/")
+        .args(["serve", "--out"])
+        .arg(t.tmp.path().join("out3"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("pypi-mirror: error: PYPI_MIRROR_UPSTREAM \"ftp://***@x/simple/\"")
+            || err.starts_with(
+                "pypi-mirror: error: PYPI_MIRROR_UPSTREAM \"ftp://bob:***@x/simple/\""
+            ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2") && !t.tmp.path().join("out3").exists(),
+        "{err}"
+    );
+}
+
+#[test]
 fn http_proxy_and_no_proxy_are_honoured() {
     let t = trees();
     // The fake upstream doubles as a forward proxy: it serves the path of

@@ -30,6 +30,12 @@ use tokio_util::task::TaskTracker;
 pub use publish::serve_add_options;
 pub use upstream::DEFAULT_UPSTREAM;
 
+/// The environment variable giving upstream URLs (separated by white
+/// space) when no `--upstream` does. A process's command line is readable
+/// by every user of the host (`ps`), its environment only by its own user
+/// and root: the place for an upstream's password.
+pub const UPSTREAM_ENV: &str = "PYPI_MIRROR_UPSTREAM";
+
 /// Where `serve` listens unless told otherwise: loopback, devpi's port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3141";
 
@@ -38,8 +44,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3141";
 pub struct ServeOptions {
     /// The mirror tree (created if missing).
     pub out: PathBuf,
-    /// Upstream simple-index URLs, first wins; empty = PyPI.
+    /// Upstream simple-index URLs from `--upstream`, first wins.
     pub upstreams: Vec<String>,
+    /// The value of [`UPSTREAM_ENV`], used when `upstreams` is empty;
+    /// with neither, PyPI.
+    pub upstream_env: Option<String>,
     /// Address to listen on (`127.0.0.1:0`: any free port).
     pub listen: String,
     /// Serve the tree only, never asking upstream.
@@ -60,6 +69,7 @@ impl ServeOptions {
         Self {
             out: out.into(),
             upstreams: Vec::new(),
+            upstream_env: None,
             listen: DEFAULT_LISTEN.to_owned(),
             offline: false,
             ttl: Duration::from_secs(300),
@@ -79,18 +89,40 @@ const MAX_HEAD: usize = 16 * 1024;
 /// How long an in-flight request may still finish after SIGINT/SIGTERM.
 const GRACE: Duration = Duration::from_secs(3);
 
+/// The upstreams: `--upstream`s, else those of [`UPSTREAM_ENV`], else
+/// PyPI. A password on the command line works, with a warning saying
+/// where to put it instead.
+fn upstreams(opts: &ServeOptions) -> Result<Vec<upstream::Upstream>, String> {
+    let env = opts.upstream_env.as_deref().unwrap_or("");
+    let (origin, urls): (&str, Vec<&str>) = if !opts.upstreams.is_empty() {
+        (
+            "--upstream",
+            opts.upstreams.iter().map(String::as_str).collect(),
+        )
+    } else if !env.trim().is_empty() {
+        (UPSTREAM_ENV, env.split_whitespace().collect())
+    } else {
+        ("--upstream", vec![DEFAULT_UPSTREAM])
+    };
+    let parsed = urls
+        .into_iter()
+        .map(|u| upstream::Upstream::parse(origin, u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !opts.upstreams.is_empty() {
+        for up in parsed.iter().filter(|u| u.has_password()) {
+            log::warn!(
+                "--upstream {up}: a password on the command line can be read by every user of this host (ps); give the URL in {UPSTREAM_ENV} instead"
+            );
+        }
+    }
+    Ok(parsed)
+}
+
 /// Run the server until SIGINT or SIGTERM. Errors are one line naming the
 /// option or path at fault; nothing is created before the arguments have
 /// been checked and the address bound.
 pub fn run(opts: &ServeOptions) -> Result<(), String> {
-    let upstreams = if opts.upstreams.is_empty() {
-        vec![upstream::Upstream::parse(DEFAULT_UPSTREAM)?]
-    } else {
-        opts.upstreams
-            .iter()
-            .map(|u| upstream::Upstream::parse(u))
-            .collect::<Result<_, _>>()?
-    };
+    let upstreams = upstreams(opts)?;
     let addr: SocketAddr = opts.listen.parse().map_err(|_| {
         format!(
             "--listen {:?}: not an address and port (e.g. {DEFAULT_LISTEN})",
@@ -284,4 +316,43 @@ fn lock(path: &Path, out: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, Str
             format!("{}: {e}", path.display())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(opts: &ServeOptions) -> Vec<String> {
+        upstreams(opts)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn upstreams_come_from_the_options_else_the_environment_else_pypi() {
+        let mut opts = ServeOptions::new("/nonexistent");
+        assert_eq!(shown(&opts), [DEFAULT_UPSTREAM]);
+        opts.upstream_env = Some(" \n\t".into());
+        assert_eq!(shown(&opts), [DEFAULT_UPSTREAM]);
+        opts.upstream_env = Some("\n http://a.example/simple/\thttp://u:p@b.example/x \n".into());
+        assert_eq!(
+            shown(&opts),
+            ["http://a.example/simple/", "http://u:***@b.example/x/"]
+        );
+        opts.upstreams = vec!["http://c.example/".into()];
+        assert_eq!(shown(&opts), ["http://c.example/"]);
+    }
+
+    #[test]
+    fn a_bad_url_is_named_by_where_it_came_from() {
+        let mut opts = ServeOptions::new("/nonexistent");
+        opts.upstream_env = Some("http://a.example/ file:///x".into());
+        let e = upstreams(&opts).unwrap_err();
+        assert!(e.starts_with("PYPI_MIRROR_UPSTREAM \"file:///x\""), "{e}");
+        opts.upstreams = vec!["nope".into()];
+        let e = upstreams(&opts).unwrap_err();
+        assert!(e.starts_with("--upstream \"nope\""), "{e}");
+    }
 }

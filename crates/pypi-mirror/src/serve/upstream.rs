@@ -70,16 +70,17 @@ pub fn redact(s: &str) -> String {
 }
 
 impl Upstream {
-    /// Parse an `--upstream` value.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    /// Parse an upstream URL given by `origin` (`--upstream`, or the
+    /// environment variable), which error messages name.
+    pub fn parse(origin: &str, s: &str) -> Result<Self, String> {
         let shown = redact(s);
-        let mut url = Url::parse(s).map_err(|e| format!("--upstream {shown:?}: {e}"))?;
+        let mut url = Url::parse(s).map_err(|e| format!("{origin} {shown:?}: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(format!("--upstream {shown:?}: not an http or https URL"));
+            return Err(format!("{origin} {shown:?}: not an http or https URL"));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(format!(
-                "--upstream {shown:?}: a simple index URL has no query or fragment"
+                "{origin} {shown:?}: a simple index URL has no query or fragment"
             ));
         }
         let user = (!url.username().is_empty()).then(|| {
@@ -97,6 +98,11 @@ impl Upstream {
             url.set_path(&path);
         }
         Ok(Self { url, user })
+    }
+
+    /// Whether the URL carried a password.
+    pub fn has_password(&self) -> bool {
+        matches!(self.user, Some((_, Some(_))))
     }
 
     /// The credentials to send to `target`: this upstream's, if `target` is
@@ -254,7 +260,7 @@ mod tests {
 
     #[test]
     fn keeps_credentials_apart_and_never_displays_them() {
-        let up = Upstream::parse("https://bob:s%3Acret@idx.example/simple").unwrap();
+        let up = Upstream::parse("--upstream", "https://bob:s%3Acret@idx.example/simple").unwrap();
         assert_eq!(up.url.as_str(), "https://idx.example/simple/");
         assert_eq!(up.to_string(), "https://bob:***@idx.example/simple/");
         assert!(!format!("{up:?}").contains("cret"));
@@ -271,7 +277,7 @@ mod tests {
             "https://bob:pw@x/?q=1",
             "not a url",
         ] {
-            let e = Upstream::parse(bad).unwrap_err();
+            let e = Upstream::parse("--upstream", bad).unwrap_err();
             assert!(e.starts_with("--upstream "), "{e}");
             assert!(!e.contains("pw"), "{e}");
         }

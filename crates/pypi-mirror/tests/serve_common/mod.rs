@@ -74,7 +74,9 @@ pub struct Serve {
 
 pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pypi-mirror"));
-    cmd.env_remove("PYPI_MIRROR_LOG").env_remove("RUST_LOG");
+    cmd.env_remove("PYPI_MIRROR_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("PYPI_MIRROR_UPSTREAM");
     for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"] {
         cmd.env_remove(k).env_remove(k.to_lowercase());
     }
@@ -128,6 +130,13 @@ impl Serve {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The command line the running process shows every user (`ps`).
+    pub fn cmdline(&self) -> String {
+        let pid = self.child.as_ref().unwrap().id();
+        let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        String::from_utf8_lossy(&raw).replace('\0', " ")
     }
 
     /// `http://127.0.0.1:PORT/simple/`
