@@ -97,6 +97,30 @@ impl FaultPlan {
     }
 }
 
+/// Run an operation once per crash point: `run` gets a plan that fails
+/// step 1, then 2, and so on, does its checks and returns the operation's
+/// result; the first run that ends before its crash point must succeed
+/// and ends the loop. Returns that run's crash point: the operation's
+/// number of steps plus one.
+pub fn at_every_crash_point<E: std::fmt::Debug>(
+    mut run: impl FnMut(std::sync::Arc<FaultPlan>) -> Result<(), E>,
+) -> u64 {
+    let mut n = 1;
+    loop {
+        let plan = std::sync::Arc::new(FaultPlan::crash_at(n, Death::Fail));
+        let result = run(plan.clone());
+        if !plan.crashed() {
+            assert!(
+                result.is_ok(),
+                "the run past the last step failed: {:?}",
+                result.err()
+            );
+            return n;
+        }
+        n += 1;
+    }
+}
+
 fn dead() -> io::Error {
     io::Error::other("simulated crash (fault injection)")
 }
@@ -115,5 +139,35 @@ mod tests {
         assert!(plan.step("c").is_err());
         assert_eq!(plan.steps(), 2);
         assert_eq!(plan.log(), ["a", "b"]);
+    }
+
+    fn three_steps(plan: &FaultPlan) -> io::Result<()> {
+        for what in ["a", "b", "c"] {
+            if plan.step(what)? {
+                return Err(plan.die());
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_crash_point_is_tried_then_the_whole_run() {
+        let mut seen = Vec::new();
+        let n = at_every_crash_point(|plan| {
+            let result = three_steps(&plan);
+            seen.push((plan.steps(), plan.crashed()));
+            result
+        });
+        assert_eq!(n, 4);
+        assert_eq!(seen, [(1, true), (2, true), (3, true), (3, false)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "the run past the last step failed")]
+    fn a_run_that_fails_without_a_crash_fails_the_test() {
+        at_every_crash_point(|plan| {
+            three_steps(&plan)?;
+            Err(io::Error::other("refused"))
+        });
     }
 }

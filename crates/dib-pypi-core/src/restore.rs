@@ -97,25 +97,17 @@ mod tests {
     fn restore_killed_at_any_step_then_run_again_keeps_the_original() {
         // Regression: a rerun replayed "remove the file we created" on the
         // original that the killed run had already put back, deleting it.
-        use crate::fault::{Death, FaultPlan};
-        use std::sync::Arc;
-        let mut n = 1;
-        loop {
+        let n = crate::fault::at_every_crash_point(|plan| {
             let dir = image_with_original();
             let before = tree(dir.path());
             let root = Root::open(dir.path()).unwrap();
             configure(&root, &offline(), home(), &NoMounts).unwrap();
-            let plan = Arc::new(FaultPlan::crash_at(n, Death::Fail));
             let killed = Root::open(dir.path()).unwrap().with_faults(plan.clone());
             let result = restore(&killed, &NoMounts, home());
             restore(&root, &NoMounts, home()).unwrap();
-            assert_eq!(tree(dir.path()), before, "killed at step {n}");
-            if !plan.crashed() {
-                result.unwrap();
-                break;
-            }
-            n += 1;
-        }
+            assert_eq!(tree(dir.path()), before, "killed at step {}", plan.steps());
+            result
+        });
         assert!(n > 10, "{n}");
     }
 

@@ -102,24 +102,16 @@ mod tests {
 
     #[test]
     fn killed_at_any_step_then_restored_exactly() {
-        use crate::fault::{Death, FaultPlan};
-        use std::sync::Arc;
-        let mut n = 1;
-        loop {
+        let n = crate::fault::at_every_crash_point(|plan| {
             let dir = tempfile::tempdir().unwrap();
             let before = tree(dir.path());
-            let plan = Arc::new(FaultPlan::crash_at(n, Death::Fail));
             let killed = Root::open(dir.path()).unwrap().with_faults(plan.clone());
             let result = install(&killed, &tls(b"ca", b"key"), &NoMounts);
             let root = Root::open(dir.path()).unwrap();
             restore(&root, &NoMounts, Path::new("/root")).unwrap();
-            assert_eq!(tree(dir.path()), before, "killed at step {n}");
-            if !plan.crashed() {
-                result.unwrap();
-                break;
-            }
-            n += 1;
-        }
+            assert_eq!(tree(dir.path()), before, "killed at step {}", plan.steps());
+            result
+        });
         assert!(n > 10, "{n}");
     }
 }
