@@ -52,39 +52,45 @@ fn assert_installed(image: &Image, venv: &str, project: &str) {
     );
 }
 
-/// In a fresh pip-less venv /opt/venvs/uv, `uv pip install project` with
-/// the uv that pip installed earlier: uv reads only its own uv.toml.
-fn uv_install(image: &Image, project: &str) -> std::process::Output {
+/// In a fresh venv /opt/venvs/pip, the command by which its pip installs
+/// `project` and uv (with no index options: from what the element set).
+fn pip_install_argv<'a>(image: &Image, project: &'a str) -> [&'a str; 5] {
+    make_venv(image, "/opt/venvs/pip", true);
+    [
+        "/opt/venvs/pip/bin/pip",
+        "install",
+        "--no-cache-dir",
+        project,
+        "uv",
+    ]
+}
+
+/// In a fresh pip-less venv /opt/venvs/uv, the command by which the uv
+/// that pip installed earlier installs `project`: uv reads only its own
+/// uv.toml.
+fn uv_install_argv<'a>(image: &Image, project: &'a str) -> [&'a str; 7] {
     make_venv(image, "/opt/venvs/uv", false);
-    image.chroot(
-        &[
-            "/opt/venvs/pip/bin/uv",
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            "/opt/venvs/uv/bin/python",
-            project,
-        ],
-        &[],
-    )
+    [
+        "/opt/venvs/pip/bin/uv",
+        "pip",
+        "install",
+        "--no-cache",
+        "--python",
+        "/opt/venvs/uv/bin/python",
+        project,
+    ]
+}
+
+/// `uv pip install project` as [`uv_install_argv`] says.
+fn uv_install(image: &Image, project: &str) -> std::process::Output {
+    image.chroot(&uv_install_argv(image, project), &[])
 }
 
 /// Real pip in the chroot installs dibtest-alpha (and uv) from the file
 /// mirror; then that uv, reading only its own configuration, installs
 /// dibtest-beta into another venv.
 fn install_alpha_with_pip_and_beta_with_uv(image: &Image) {
-    make_venv(image, "/opt/venvs/pip", true);
-    let out = image.chroot(
-        &[
-            "/opt/venvs/pip/bin/pip",
-            "install",
-            "--no-cache-dir",
-            "dibtest-alpha",
-            "uv",
-        ],
-        &[],
-    );
+    let out = image.chroot(&pip_install_argv(image, "dibtest-alpha"), &[]);
     assert_ok("pip install from the mirror", &out);
     assert!(
         text(&out).contains("Looking in indexes: file:///tmp/pypi"),

@@ -6,40 +6,21 @@ use std::process::Output;
 use dib_pypi_tests::tls::HttpsMirror;
 use dib_pypi_tests::{assert_ok, assert_same_tree, build_mirror, read, text, Image};
 
-use super::{assert_installed, make_venv, CLEANUP, PRE_INSTALL, ROOT_D};
+use super::{assert_installed, pip_install_argv, uv_install_argv, CLEANUP, PRE_INSTALL, ROOT_D};
 
 /// pip in the chroot installs `project` (and uv) from the configured
 /// mirror, in a shell that sourced the element's environment.d as DIB's
 /// hooks do.
 fn pip_install(image: &mut Image, project: &str, env: &[(&str, &str)]) -> Output {
-    make_venv(image, "/opt/venvs/pip", true);
-    image.run_with_environment(
-        &[
-            "/opt/venvs/pip/bin/pip",
-            "install",
-            "--no-cache-dir",
-            project,
-            "uv",
-        ],
-        env,
-    )
+    let argv = pip_install_argv(image, project);
+    image.run_with_environment(&argv, env)
 }
 
-/// uv (installed by pip above) installs `project` into a second venv.
+/// uv (installed by pip above) installs `project` into a second venv, in
+/// the same kind of shell.
 fn uv_install(image: &mut Image, project: &str, env: &[(&str, &str)]) -> Output {
-    make_venv(image, "/opt/venvs/uv", false);
-    image.run_with_environment(
-        &[
-            "/opt/venvs/pip/bin/uv",
-            "pip",
-            "install",
-            "--no-cache",
-            "--python",
-            "/opt/venvs/uv/bin/python",
-            project,
-        ],
-        env,
-    )
+    let argv = uv_install_argv(image, project);
+    image.run_with_environment(&argv, env)
 }
 
 fn mode(image: &Image, inner: &str) -> u32 {
