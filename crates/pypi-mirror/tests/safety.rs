@@ -24,6 +24,19 @@ fn bin() -> Command {
     cmd
 }
 
+/// `pypi-mirror build FLAGS --from SRC --out OUT`, run to the end.
+fn build_cli(flags: &[&str], src: &Path, out: &Path) -> Output {
+    bin()
+        .arg("build")
+        .args(flags)
+        .arg("--from")
+        .arg(src)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -91,13 +104,7 @@ fn prune_removes_nothing_when_a_file_was_skipped_and_says_what_it_would_remove()
     let (_tmp, src, out) = mirror_of_two();
     fs::remove_file(src.join(BETA)).unwrap();
     fs::write(src.join("broken-1.0-py3-none-any.whl"), b"not a zip").unwrap();
-    let o = bin()
-        .args(["build", "--prune", "--from"])
-        .arg(&src)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = build_cli(&["--prune"], &src, &out);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     let warning = err
@@ -166,13 +173,7 @@ fn recorded_files_survive_prune_unless_prune_recorded_says_so() {
     assert!(out.join("gamma/gamma-1.0-py3-none-any.whl").exists());
 
     // The CLI says why it kept it and how to remove it.
-    let o = bin()
-        .args(["build", "--prune", "--from"])
-        .arg(&src)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = build_cli(&["--prune"], &src, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("--prune kept 1 recorded file(s) that no source has (--prune-recorded removes them too): gamma-1.0-py3-none-any.whl"),
@@ -180,13 +181,7 @@ fn recorded_files_survive_prune_unless_prune_recorded_says_so() {
         stderr(&o)
     );
 
-    let o = bin()
-        .args(["build", "--prune-recorded", "--from"])
-        .arg(&src)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = build_cli(&["--prune-recorded"], &src, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("(0 added, 0 updated, 1 removed"),
@@ -205,13 +200,7 @@ fn dry_run_tells_what_would_change_and_changes_nothing() {
     fs::remove_file(src.join(BETA)).unwrap();
     synth::write_wheel(&src, "alpha", "2.0").unwrap();
     let before = snapshot(&out);
-    let o = bin()
-        .args(["build", "--prune", "--dry-run", "--from"])
-        .arg(&src)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let o = build_cli(&["--prune", "--dry-run"], &src, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     for want in [
