@@ -9,6 +9,7 @@ mod serve_common;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serve_common::*;
@@ -21,6 +22,18 @@ fn start(t: &Trees, up: &FakeUpstream) -> Serve {
     let args = up_args(up);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Serve::start(&t.out, &args)
+}
+
+/// `n` wheels of project "many" (versions 1.0, 1.1, …) in the upstream
+/// tree; their source copies, in order.
+fn many_upstream(t: &Trees, n: usize) -> Vec<PathBuf> {
+    let src = t.tmp.path().join("many");
+    fs::create_dir_all(&src).unwrap();
+    let files: Vec<_> = (0..n)
+        .map(|i| pypi_mirror::synth::write_wheel(&src, "many", &format!("1.{i}")).unwrap())
+        .collect();
+    pypi_mirror::add(&t.up, &files).unwrap();
+    files
 }
 
 /// What `serve` keeps in flight must be gone once a transfer ended.
@@ -388,12 +401,7 @@ fn fifty_small_files_in_a_row_arrive_whole() {
     // is announced, so this catches a transfer that announces bytes before
     // they are in the temporary file.
     let t = trees();
-    let src = t.tmp.path().join("many");
-    fs::create_dir_all(&src).unwrap();
-    let files: Vec<_> = (0..50)
-        .map(|i| pypi_mirror::synth::write_wheel(&src, "many", &format!("1.{i}")).unwrap())
-        .collect();
-    pypi_mirror::add(&t.up, &files).unwrap();
+    let files = many_upstream(&t, 50);
     let up = FakeUpstream::start(&t.up);
     let serve = start(&t, &up);
     for f in &files {
@@ -407,12 +415,7 @@ fn fifty_small_files_in_a_row_arrive_whole() {
 #[test]
 fn upstream_requests_are_capped() {
     let t = trees();
-    let src = t.tmp.path().join("many");
-    fs::create_dir_all(&src).unwrap();
-    let files: Vec<_> = (0..6)
-        .map(|i| pypi_mirror::synth::write_wheel(&src, "many", &format!("1.{i}")).unwrap())
-        .collect();
-    pypi_mirror::add(&t.up, &files).unwrap();
+    let files = many_upstream(&t, 6);
     let up = FakeUpstream::start(&t.up);
     let names: Vec<String> = files
         .iter()
