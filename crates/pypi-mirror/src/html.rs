@@ -1,57 +1,11 @@
-//! Rendering of the PEP 503 simple-repository pages (root and per project).
+//! HTML helpers of the PEP 503 pages: the root page, escaping, and
+//! percent-encoding (project pages: `index`).
 
 use std::fmt::Write as _;
 
-/// One distribution file as listed on a project page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link<'a> {
-    /// File name, relative to the project page.
-    pub filename: &'a str,
-    /// Lower-case hex sha256 of the file.
-    pub sha256: &'a str,
-    /// `Requires-Python` from the file's metadata, unescaped.
-    pub requires_python: Option<&'a str>,
-    /// Lower-case hex sha256 of the `<file>.metadata` file (wheels only).
-    pub metadata_sha256: Option<&'a str>,
-}
-
-/// PEP 629 repository version. 1.0 is what pip expects from HTML pages; the
-/// PEP 658/714 attributes are optional extras that old clients ignore.
+/// PEP 629 repository version of the root page (project pages: see
+/// `index::render_html`).
 const REPOSITORY_VERSION: &str = "1.0";
-
-/// Render `<project>/index.html`. `links` must already be in the desired
-/// order (the builder sorts by file name so output is reproducible).
-pub fn project_page(project: &str, links: &[Link<'_>]) -> String {
-    let title = escape(project);
-    let mut out = String::with_capacity(256 + links.len() * 300);
-    // `write!` into a String cannot fail; the results are ignored on purpose.
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{REPOSITORY_VERSION}\">\n    <title>Links for {title}</title>\n  </head>\n  <body>\n    <h1>Links for {title}</h1>\n"
-    );
-    for link in links {
-        let _ = write!(
-            out,
-            "    <a href=\"{}#sha256={}\"",
-            escape(&percent_encode(link.filename)),
-            link.sha256
-        );
-        if let Some(rp) = link.requires_python {
-            let _ = write!(out, " data-requires-python=\"{}\"", escape(rp));
-        }
-        if let Some(md) = link.metadata_sha256 {
-            // PEP 714 renamed the attribute; pip < 23.3 and older uv only know
-            // the PEP 658 spelling, so both are emitted.
-            let _ = write!(
-                out,
-                " data-core-metadata=\"sha256={md}\" data-dist-info-metadata=\"sha256={md}\""
-            );
-        }
-        let _ = writeln!(out, ">{}</a><br>", escape(link.filename));
-    }
-    out.push_str("  </body>\n</html>\n");
-    out
-}
 
 /// Render the root `index.html` listing every project (normalized names).
 pub fn root_page<'a>(projects: impl IntoIterator<Item = &'a str>) -> String {
@@ -115,37 +69,6 @@ pub fn percent_encode_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_requires_python_and_names() {
-        let page = project_page(
-            "foo",
-            &[Link {
-                filename: "foo-1.0+local-py3-none-any.whl",
-                sha256: "ab",
-                requires_python: Some(">=3.8,<4"),
-                metadata_sha256: Some("cd"),
-            }],
-        );
-        assert!(page.contains(
-            "<a href=\"foo-1.0+local-py3-none-any.whl#sha256=ab\" data-requires-python=\"&gt;=3.8,&lt;4\" data-core-metadata=\"sha256=cd\" data-dist-info-metadata=\"sha256=cd\">foo-1.0+local-py3-none-any.whl</a><br>"
-        ), "{page}");
-    }
-
-    #[test]
-    fn sdists_have_no_metadata_attributes() {
-        let page = project_page(
-            "foo",
-            &[Link {
-                filename: "foo-1.0.tar.gz",
-                sha256: "ab",
-                requires_python: None,
-                metadata_sha256: None,
-            }],
-        );
-        assert!(page.contains("<a href=\"foo-1.0.tar.gz#sha256=ab\">foo-1.0.tar.gz</a>"));
-        assert!(!page.contains("data-"));
-    }
 
     #[test]
     fn encodes_url_specials() {

@@ -19,6 +19,7 @@ pub mod build;
 pub mod elements;
 mod fsutil;
 pub mod html;
+pub mod index;
 pub mod metadata;
 pub mod name;
 pub mod serve;
@@ -27,8 +28,8 @@ pub mod synth;
 pub mod testkit;
 
 pub use build::{
-    add, add_with, build, suspend_progress, AddOptions, BuildOptions, Error, Problem, ProblemKind,
-    Report, STATE_DIR,
+    add, add_with, build, relist, suspend_progress, AddOptions, BuildOptions, Error, Listed,
+    Problem, ProblemKind, Report, STATE_DIR,
 };
 
 /// The mirror directory the dib element uses by default

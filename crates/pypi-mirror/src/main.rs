@@ -89,6 +89,10 @@ enum Command {
         /// Concurrent upstream requests at most.
         #[arg(long, value_name = "N", default_value_t = 16)]
         max_upstream: usize,
+        /// MiB of project pages kept in memory at most (default: 1/32 of
+        /// the machine's memory, between 64 MiB and 1 GiB).
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+        page_cache: Option<u64>,
     },
     /// Print the directory to put on ELEMENTS_PATH: the one holding the
     /// `pypi` element that pip installed beside this program.
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
             ttl,
             port_file,
             max_upstream,
+            page_cache,
         } => {
             let Some(out) = out.or_else(pypi_mirror::default_out) else {
                 return no_out();
@@ -201,6 +206,7 @@ fn main() -> ExitCode {
             opts.ttl = std::time::Duration::from_secs(ttl);
             opts.port_file = port_file;
             opts.max_upstream = max_upstream;
+            opts.page_cache = page_cache.map_or(0, |mib| mib << 20);
             return match pypi_mirror::serve::run(&opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -202,9 +202,57 @@ pub fn sdist_version<'a>(stem: &'a str, project: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Whether pip would take `filename` for a release of the normalized
+/// `project`: a wheel's name part normalizes to it, an sdist's name starts
+/// with it (see [`sdist_version`]). A file listed under another project is
+/// never fetched, published or served there.
+pub fn belongs_to(filename: &str, project: &str) -> bool {
+    let Ok((kind, name, _)) = check_filename(filename) else {
+        return false;
+    };
+    if kind.is_wheel() {
+        return normalize(name) == project;
+    }
+    let stem = filename
+        .get(..filename.len() - kind.ext_len())
+        .unwrap_or_default();
+    sdist_version(stem, project).is_some_and(|v| check_version(v).is_ok())
+}
+
+/// The version of the release `filename` is a file of, for the normalized
+/// `project`, as written in the file name (a wheel's `_` read as `-`).
+pub fn version_of(filename: &str, project: &str) -> Option<String> {
+    let (kind, _, version) = check_filename(filename).ok()?;
+    if kind.is_wheel() {
+        return Some(version.replace('_', "-"));
+    }
+    let stem = filename.get(..filename.len() - kind.ext_len())?;
+    sdist_version(stem, project).map(str::to_owned)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_belong_to_the_project_their_name_says() {
+        assert!(belongs_to("foo_bar-1.0-py3-none-any.whl", "foo-bar"));
+        assert!(belongs_to("Foo.Bar-1.0.tar.gz", "foo-bar"));
+        assert!(belongs_to("foo-bar-1.0.tar.gz", "foo-bar"));
+        assert!(!belongs_to("victim-9.9-py3-none-any.whl", "evil"));
+        assert!(!belongs_to("victim-9.9.tar.gz", "evil"));
+        assert!(!belongs_to("foo-bar-1.0.tar.gz", "foo"));
+        assert!(!belongs_to("foo-1.0.egg", "foo"));
+        assert_eq!(
+            version_of("foo_bar-1.0_post1-py3-none-any.whl", "foo-bar").as_deref(),
+            Some("1.0-post1")
+        );
+        assert_eq!(
+            version_of("foo-bar-2.0.zip", "foo-bar").as_deref(),
+            Some("2.0")
+        );
+        assert_eq!(version_of("foo-bar-2.0.zip", "baz"), None);
+    }
 
     #[test]
     fn normalizes_like_pep_503() {

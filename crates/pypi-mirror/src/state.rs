@@ -10,8 +10,11 @@
 //! A record is `F`, then tab-separated: file name, project, sha256, the
 //! source's dev, ino, size, mtime and mtime_nsec, the `.metadata` sha256,
 //! `Requires-Python`, the source path, and (added later, so optional)
-//! `recorded` or nothing. Readers ignore fields they do not know, so older
-//! versions of the tool still read the log.
+//! `recorded` or nothing, then `yanked` or nothing and the yank reason, the
+//! upload time and the upstream the file came from (what an index page says
+//! of a file besides its bytes: `serve` records what upstream said, so the
+//! tree's pages say offline what `serve` said online). Readers ignore fields
+//! they do not know, so older versions of the tool still read the log.
 
 use dib_pypi_common::escape::unescape;
 use std::borrow::Cow;
@@ -25,8 +28,11 @@ use std::path::{Path, PathBuf};
 
 const HEADER: &str = "# pypi-mirror state v1";
 
-/// Value of the last field of a recorded file's record.
+/// Value of the `recorded` field of a recorded file's record.
 const RECORDED: &[u8] = b"recorded";
+
+/// Value of the `yanked` field of a yanked file's record.
+const YANKED: &[u8] = b"yanked";
 
 /// Identity of a source file as seen by `stat`: if all of it is unchanged the
 /// file's content is assumed unchanged and is not read again.
@@ -82,6 +88,21 @@ pub struct Entry {
     /// indexed from a source the user keeps: it may not be fetchable
     /// anywhere else, so `--prune` keeps it unless told otherwise.
     pub recorded: bool,
+    /// What the index page says of the file besides its bytes.
+    pub listing: Listing,
+}
+
+/// What an index page says of a file besides its bytes and metadata: kept
+/// with the file so a page rendered from the tree says what upstream said.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// PEP 592: `Some(reason)` (maybe empty) when yanked.
+    pub yanked: Option<String>,
+    /// PEP 700 `upload-time`, as upstream gave it; never invented.
+    pub upload_time: Option<String>,
+    /// The upstream index the file was fetched from (its URL, without
+    /// credentials); `None` for files indexed from local sources.
+    pub origin: Option<String>,
 }
 
 /// The mirror's state: every indexed file by file name.
@@ -114,35 +135,49 @@ impl State {
             Err(e) => return Err(e),
         };
         let mut state = Self::default();
-        let mut lines = data.split_inclusive(|&b| b == b'\n');
-        match lines.next() {
-            Some(h) if h.strip_suffix(b"\n") == Some(HEADER.as_bytes()) => {}
-            _ => {
-                log::warn!(
-                    "{}: unrecognised state file, re-indexing everything",
-                    path.display()
-                );
-                return Ok(state);
+        match body_of(&data) {
+            Some(body) => {
+                state.replay(body);
             }
-        }
-        for line in lines {
-            // Only complete lines count: see the module docs on torn appends.
-            let Some(line) = line.strip_suffix(b"\n") else {
-                break;
-            };
-            state.records += 1;
-            match parse_record(line) {
-                Some(Parsed::Put(e)) => {
-                    state.entries.insert(e.filename.clone(), e);
-                }
-                Some(Parsed::Delete(f)) => {
-                    state.entries.remove(&f);
-                }
-                None => log::debug!("{}: ignoring malformed state record", path.display()),
-            }
+            None => log::warn!(
+                "{}: unrecognised state file, re-indexing everything",
+                path.display()
+            ),
         }
         Ok(state)
     }
+
+    /// Replay the records of `body` (a log's bytes after its header line,
+    /// or a later part of it starting at a line boundary); only complete
+    /// lines count. Returns how many bytes were consumed, so a reader that
+    /// follows a growing log continues from there.
+    pub fn replay(&mut self, body: &[u8]) -> usize {
+        let mut used = 0;
+        for line in body.split_inclusive(|&b| b == b'\n') {
+            // Only complete lines count: see the module docs on torn appends.
+            let Some(record) = line.strip_suffix(b"\n") else {
+                break;
+            };
+            used += line.len();
+            self.records += 1;
+            match parse_record(record) {
+                Some(Parsed::Put(e)) => {
+                    self.entries.insert(e.filename.clone(), *e);
+                }
+                Some(Parsed::Delete(f)) => {
+                    self.entries.remove(&f);
+                }
+                None => log::debug!("ignoring malformed state record"),
+            }
+        }
+        used
+    }
+}
+
+/// The records part of a log: what follows its header line, if the header
+/// is ours.
+pub fn body_of(data: &[u8]) -> Option<&[u8]> {
+    data.strip_prefix(HEADER.as_bytes())?.strip_prefix(b"\n")
 }
 
 /// Whether a log of `records` records holding `live` entries has grown
@@ -200,6 +235,14 @@ fn encode(r: &Record<'_>, buf: &mut Vec<u8>) {
                 e.requires_python.as_deref().unwrap_or("").as_bytes(),
                 e.source.as_os_str().as_bytes(),
                 if e.recorded { RECORDED } else { b"" },
+                if e.listing.yanked.is_some() {
+                    YANKED
+                } else {
+                    b""
+                },
+                e.listing.yanked.as_deref().unwrap_or("").as_bytes(),
+                e.listing.upload_time.as_deref().unwrap_or("").as_bytes(),
+                e.listing.origin.as_deref().unwrap_or("").as_bytes(),
             ] {
                 buf.push(b'\t');
                 escape_into(field, buf);
@@ -214,7 +257,7 @@ fn encode(r: &Record<'_>, buf: &mut Vec<u8>) {
 }
 
 enum Parsed {
-    Put(Entry),
+    Put(Box<Entry>),
     Delete(String),
 }
 
@@ -248,10 +291,14 @@ fn parse_record(line: &[u8]) -> Option<Parsed> {
             let metadata_sha256 = text(next()?)?;
             let requires_python = text(next()?)?;
             let source = PathBuf::from(OsString::from_vec(next()?.into_owned()));
-            // Absent in logs written before the field existed.
+            // Absent in logs written before the fields existed.
             let recorded = next().is_some_and(|f| *f == *RECORDED);
+            let yanked = next().is_some_and(|f| *f == *YANKED);
+            let reason = next().and_then(text).unwrap_or_default();
+            let upload_time = next().and_then(text);
+            let origin = next().and_then(text);
             let opt = |s: String| (!s.is_empty()).then_some(s);
-            Some(Parsed::Put(Entry {
+            Some(Parsed::Put(Box::new(Entry {
                 filename,
                 project,
                 sha256,
@@ -260,7 +307,12 @@ fn parse_record(line: &[u8]) -> Option<Parsed> {
                 requires_python: opt(requires_python),
                 source,
                 recorded,
-            }))
+                listing: Listing {
+                    yanked: yanked.then_some(reason),
+                    upload_time: upload_time.and_then(opt),
+                    origin: origin.and_then(opt),
+                },
+            })))
         }
         _ => None,
     }
@@ -292,6 +344,7 @@ mod tests {
             requires_python: Some(">=3.8,\t<4%".to_owned()),
             source: PathBuf::from(OsString::from_vec(b"/tmp/a b\n\xff/x.whl".to_vec())),
             recorded: false,
+            listing: Listing::default(),
         }
     }
 
@@ -322,12 +375,30 @@ mod tests {
 
         // A record as the first version of the tool wrote it: 11 fields.
         let mut old = render([&b]);
-        let cut = old.len() - 2; // the empty flag field and the newline
-        assert_eq!(&old[cut..], b"\t\n");
+        let cut = old.len() - 6; // the five empty later fields and the newline
+        assert_eq!(&old[cut..], b"\t\t\t\t\t\n");
         old.truncate(cut);
         old.push(b'\n');
         fs::write(&path, &old).unwrap();
         assert_eq!(State::load(&path).unwrap().entries["b.whl"], b);
+    }
+
+    #[test]
+    fn the_listing_round_trips_an_empty_yank_reason_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let mut a = entry("a.whl");
+        a.listing = Listing {
+            yanked: Some(String::new()),
+            upload_time: Some("2024-05-20T19:31:30.123456Z".into()),
+            origin: Some("https://idx.example/simple/".into()),
+        };
+        let mut b = entry("b.whl");
+        b.listing.yanked = Some("broken\tbuild".into());
+        append(&path, &[Record::Put(&a), Record::Put(&b)]).unwrap();
+        let state = State::load(&path).unwrap();
+        assert_eq!(state.entries["a.whl"], a);
+        assert_eq!(state.entries["b.whl"], b);
     }
 
     #[test]

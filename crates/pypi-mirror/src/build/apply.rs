@@ -13,6 +13,7 @@ use super::progress::Progress;
 use super::report::{io_err, Error, Problem, ProblemKind};
 use crate::fsutil;
 use crate::html;
+use crate::index;
 use crate::state::{self, Entry, Record};
 
 /// Above this many written files one `syncfs` replaces per-file fsyncs.
@@ -164,8 +165,18 @@ impl Tree<'_> {
                 None => Ok(()),
             }
         });
-        for r in results {
-            r?;
+        let mut first_error = None;
+        for (project, r) in o.pages.iter().zip(results) {
+            if let Err(e) = r {
+                // Its page is still the old one: the new files it would
+                // have listed leave the tree, so none stays there unlisted
+                // (and served, but never offered to an offline client).
+                self.withdraw_added(project, o);
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         if o.write_root {
             let root = self.out.join("index.html");
@@ -190,18 +201,28 @@ impl Tree<'_> {
         Ok(many)
     }
 
+    /// Remove the files of `project` that this run added, and their
+    /// `.metadata`, after its page could not be written. A file indexed
+    /// from where it lies in the tree is the only copy: it stays, and the
+    /// next run lists it.
+    fn withdraw_added(&self, project: &str, o: &Outcome) {
+        for e in o.added.iter().filter_map(|f| o.entries.get(f)) {
+            if e.project == project && e.source != self.dest(&e.project, &e.filename) {
+                self.remove_files(&Removal {
+                    entry: e.clone(),
+                    delete: Delete::File,
+                });
+            }
+        }
+    }
+
     fn write_page(&self, project: &str, files: &[&Entry], sync: bool) -> Result<(), Error> {
         let page = self.out.join(project).join("index.html");
-        let links: Vec<html::Link<'_>> = files
+        let listed: Vec<index::FileEntry> = files
             .iter()
-            .map(|e| html::Link {
-                filename: &e.filename,
-                sha256: &e.sha256,
-                requires_python: e.requires_python.as_deref(),
-                metadata_sha256: e.metadata_sha256.as_deref(),
-            })
+            .map(|e| index::FileEntry::from_state(e))
             .collect();
-        let html = html::project_page(project, &links);
+        let html = index::render_html(project, &listed);
         fsutil::write_atomic(&page, html.as_bytes(), sync).map_err(io_err(&page))
     }
 

@@ -12,6 +12,7 @@
 //! - `run` ties them together under the mirror's lock, and `progress`
 //!   shows how far it got.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +26,7 @@ mod report;
 mod run;
 mod scan;
 
-pub use options::{AddOptions, BuildOptions};
+pub use options::{AddOptions, BuildOptions, Listed};
 pub use progress::suspend_progress;
 pub use read::sha256_hex;
 pub use report::{Error, Problem, ProblemKind, Report};
@@ -69,7 +70,7 @@ pub fn build(opts: &BuildOptions) -> Result<Report, Error> {
         (true, false) => Prune::Unrecorded,
         (true, true) => Prune::All,
     };
-    let mut report = run.execute(candidates, Mode::Build { prune }, problems)?;
+    let mut report = run.execute(candidates, Mode::Build { prune }, problems, &HashMap::new())?;
     report.dry_run = opts.dry_run;
     Ok(report)
 }
@@ -101,6 +102,10 @@ pub fn add_with(opts: &AddOptions) -> Result<Report, Error> {
             })
         })
         .collect::<Result<_, Error>>()?;
+    let listed: HashMap<PathBuf, Listed> = files
+        .iter()
+        .filter_map(|g| Some((g.absolute.clone(), opts.listed.get(&g.given)?.clone())))
+        .collect();
     let mut candidates = Vec::new();
     let mut problems = Vec::new();
     scan::given_files(&files, &mut candidates, &mut problems);
@@ -109,7 +114,7 @@ pub fn add_with(opts: &AddOptions) -> Result<Report, Error> {
     let mode = Mode::Add {
         recorded: opts.recorded,
     };
-    let mut report = run.execute(candidates, mode, problems)?;
+    let mut report = run.execute(candidates, mode, problems, &listed)?;
     report.dry_run = opts.dry_run;
     if read_only && !opts.dry_run {
         // Nothing to add: the read-only plan's would-be pages (a missing
@@ -118,6 +123,22 @@ pub fn add_with(opts: &AddOptions) -> Result<Report, Error> {
         report.root_written = false;
     }
     Ok(report)
+}
+
+/// Record what an index now says of files the mirror holds (their yanked
+/// mark, `Requires-Python`, upload time), rewriting the pages of their
+/// projects: `serve` keeps the tree's pages saying what upstream says, so
+/// the next offline build sees a yank. Files the mirror does not hold, or
+/// holds under another project, are left alone. Returns how many records
+/// changed.
+pub fn relist(
+    out: &Path,
+    project: &str,
+    changes: &[crate::index::Relisting],
+) -> Result<usize, Error> {
+    given(out, "mirror directory")?;
+    let run = Run::open(out, access(1, false, false))?;
+    run.relist(project, changes)
 }
 
 fn access(jobs: usize, progress: bool, read_only: bool) -> Access {

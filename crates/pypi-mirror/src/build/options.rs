@@ -1,6 +1,9 @@
 //! What the caller asks for: the options of a full build and of an `add`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+
+use crate::state::Listing;
 
 /// Options of a full (re)build.
 #[derive(Debug, Clone)]
@@ -70,6 +73,23 @@ pub struct AddOptions {
     pub progress: bool,
     /// See [`BuildOptions::jobs`].
     pub jobs: usize,
+    /// What an index page said of some of the files, by the path given in
+    /// `files`: recorded with them, and the project they were listed under
+    /// checked.
+    pub listed: HashMap<PathBuf, Listed>,
+}
+
+/// What an index page said of a file given to `add`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listed {
+    /// The normalized project whose page listed the file: a file that
+    /// belongs to another project is refused, never filed under its own.
+    pub project: String,
+    /// The page's `Requires-Python`, which then beats the metadata's (what
+    /// clients saw is what the tree's page says).
+    pub requires_python: Option<String>,
+    /// Yanked mark, upload time, origin.
+    pub listing: Listing,
 }
 
 impl AddOptions {
@@ -85,6 +105,7 @@ impl AddOptions {
             dry_run: false,
             progress: false,
             jobs: 0,
+            listed: HashMap::new(),
         }
     }
 }

@@ -301,7 +301,13 @@ fn placement<'a>(
             moved_from: None,
         });
     };
-    let entry = new_entry(winner.source, p, recorded);
+    let mut entry = new_entry(winner.source, p, recorded);
+    // What an index said of these bytes stays with them when they are
+    // indexed again (a `build` over the tree itself, a touched source).
+    if let Some(e) = known.entry.filter(|e| e.sha256 == p.sha256) {
+        entry.listing.clone_from(&e.listing);
+        entry.requires_python.clone_from(&e.requires_python);
+    }
     let (action, moved_from) = match known.entry {
         None => (Action::Add, None),
         Some(e) if e.sha256 == p.sha256 && e.project == p.project && known.facts.intact(e) => {
@@ -355,6 +361,7 @@ fn new_entry(c: &Candidate, p: &Processed, recorded: bool) -> Entry {
         requires_python: p.requires_python.clone(),
         source: c.path.clone(),
         recorded,
+        listing: crate::state::Listing::default(),
     }
 }
 

@@ -55,6 +55,7 @@ fn entry(source: &str, ino: u64, project: &str, sha: &str) -> Entry {
         requires_python: None,
         source: c.path,
         recorded: false,
+        listing: crate::state::Listing::default(),
     }
 }
 

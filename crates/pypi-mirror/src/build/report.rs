@@ -21,6 +21,9 @@ pub enum ProblemKind {
     /// The file name names another project than the metadata does, so pip
     /// would not take the file for a release of either.
     NameMismatch,
+    /// The file was listed under another project than the one it belongs
+    /// to (`add` of a file an index page listed).
+    WrongProject,
     /// Two sources have a file of this name with different content.
     Duplicate,
     /// The mirror already has a different file of this name.

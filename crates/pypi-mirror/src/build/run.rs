@@ -11,6 +11,7 @@ use std::time::Instant;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::apply::{self, Placed, Tree};
+use super::options::Listed;
 use super::parallel::par_map;
 use super::plan::{self, Mode, Outcome, ReadResults};
 use super::progress::{PhaseTimer, Progress};
@@ -90,6 +91,7 @@ impl Run {
         candidates: Vec<Candidate>,
         mode: Mode,
         mut problems: Vec<Problem>,
+        listed: &HashMap<PathBuf, Listed>,
     ) -> Result<Report, Error> {
         for p in &problems {
             log::error!("{p}");
@@ -111,6 +113,7 @@ impl Run {
 
         let mut plan = plan::decide(&groups, &entries, &read, &facts, mode);
         note_all(&mut problems, std::mem::take(&mut plan.problems));
+        apply_listed(&mut plan, listed, &mut problems);
         for e in &plan.gone {
             log::warn!(
                 "{}: missing or changed in the mirror tree, and no source has it: dropped from the index",
@@ -135,6 +138,42 @@ impl Run {
         }
         progress.finish();
         Ok(report(outcome, to_read.len(), problems, self.read_only))
+    }
+
+    /// Record `changes` to the listing of files of `project` (see
+    /// [`super::relist`]); returns how many records changed.
+    pub(crate) fn relist(
+        mut self,
+        project: &str,
+        changes: &[crate::index::Relisting],
+    ) -> Result<usize, Error> {
+        let mut outcome = Outcome {
+            entries: std::mem::take(&mut self.state.entries),
+            ..Outcome::default()
+        };
+        for c in changes {
+            let Some(e) = outcome.entries.get_mut(&c.filename) else {
+                continue;
+            };
+            if e.project != project {
+                continue;
+            }
+            let before = (e.listing.clone(), e.requires_python.clone());
+            e.listing.yanked.clone_from(&c.yanked);
+            e.listing.upload_time.clone_from(&c.upload_time);
+            e.requires_python.clone_from(&c.requires_python);
+            if before != (e.listing.clone(), e.requires_python.clone()) {
+                outcome.put.push(e.clone());
+            }
+        }
+        if outcome.put.is_empty() {
+            return Ok(0);
+        }
+        outcome.pages = vec![project.to_owned()];
+        outcome.projects = plan::by_project(&outcome.entries).len();
+        let tree = Tree { out: &self.out };
+        self.publish(&tree, &outcome, false, &mut PhaseTimer::new())?;
+        Ok(outcome.put.len())
     }
 
     /// Make the placed files durable, publish the pages, delete, and log the
@@ -273,6 +312,44 @@ fn read_all<'a>(
         }
     }
     read
+}
+
+/// Check the files an index page listed against the project it listed
+/// them under, and record what it said of them. A file that belongs to
+/// another project is refused: a page of one project must not put files on
+/// another's.
+fn apply_listed(
+    plan: &mut plan::Plan<'_>,
+    listed: &HashMap<PathBuf, Listed>,
+    problems: &mut Vec<Problem>,
+) {
+    if listed.is_empty() {
+        return;
+    }
+    plan.placements.retain_mut(|p| {
+        let Some(l) = listed.get(&p.source.path) else {
+            return true;
+        };
+        if p.entry.project != l.project {
+            note(
+                problems,
+                Problem::new(
+                    p.source.shown(),
+                    super::report::ProblemKind::WrongProject,
+                    format!(
+                        "listed under project {:?} but it is a file of {:?}; skipped",
+                        l.project, p.entry.project
+                    ),
+                ),
+            );
+            return false;
+        }
+        p.entry.listing.clone_from(&l.listing);
+        if l.requires_python.is_some() {
+            p.entry.requires_python.clone_from(&l.requires_python);
+        }
+        true
+    });
 }
 
 /// Record a problem, printing it as it is found.

@@ -63,6 +63,8 @@ pub struct Wanted {
     pub url: Url,
     /// sha256 from the page; without one the file is served, not kept.
     pub sha256: Option<String>,
+    /// What the page said of the file, recorded with it.
+    pub listed: crate::Listed,
 }
 
 /// Every transfer in progress, by `project/filename`.
@@ -157,7 +159,7 @@ impl Downloads {
             Ok(verified) => {
                 tx.send_modify(|p| p.end = Some(Ok(())));
                 if verified {
-                    match self.publisher.publish(path).await {
+                    match self.publisher.publish(path, want.listed.clone()).await {
                         Ok(()) => log::info!("{key}: published into the mirror"),
                         Err(e) => log::warn!("{key}: not published: {e}"),
                     }

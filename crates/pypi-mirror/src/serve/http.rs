@@ -103,11 +103,7 @@ async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
                 if !page.exists {
                     return text(StatusCode::NOT_FOUND, "no such project");
                 }
-                let body = match format {
-                    Format::Json => page.json.clone(),
-                    Format::Html { .. } => page.html.clone(),
-                };
-                page_response(format, body)
+                page_response(format, page.body(format == Format::Json))
             }
         },
         Route::File { project, filename } => file(app, &project, &filename).await,
@@ -185,6 +181,10 @@ async fn from_tree(path: PathBuf) -> Option<Response<Body>> {
 }
 
 async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
+    // A file is served, fetched and published only under its own project.
+    if !crate::name::belongs_to(filename, project) {
+        return text(StatusCode::NOT_FOUND, "not a file of this project");
+    }
     if let Some(r) = from_tree(app.out.join(project).join(filename)).await {
         return r;
     }
@@ -192,7 +192,7 @@ async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
         return text(StatusCode::NOT_FOUND, "not in the mirror (offline)");
     };
     let page = app.pages.get(project).await;
-    let Some(entry) = page.files.get(filename) else {
+    let Some(entry) = page.file(filename) else {
         return text(StatusCode::NOT_FOUND, "no such file");
     };
     let Some(url) = entry.url.clone() else {
@@ -204,6 +204,15 @@ async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
         filename: filename.to_owned(),
         url,
         sha256: entry.sha256.clone(),
+        listed: crate::Listed {
+            project: project.to_owned(),
+            requires_python: entry.requires_python.clone(),
+            listing: crate::state::Listing {
+                yanked: entry.yanked.clone(),
+                upload_time: entry.upload_time.clone(),
+                origin: page.origin.clone(),
+            },
+        },
     };
     let (download, reader) = match downloads.join(&want) {
         Ok(d) => d,
@@ -233,6 +242,9 @@ async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
 }
 
 async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
+    if !crate::name::belongs_to(filename, project) {
+        return text(StatusCode::NOT_FOUND, "not a file of this project");
+    }
     let path = app.out.join(project).join(format!("{filename}.metadata"));
     if let Some(r) = from_tree(path).await {
         return r;
@@ -241,7 +253,7 @@ async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Bod
         return text(StatusCode::NOT_FOUND, "not in the mirror (offline)");
     };
     let page = app.pages.get(project).await;
-    let Some(entry) = page.files.get(filename) else {
+    let Some(entry) = page.file(filename) else {
         return text(StatusCode::NOT_FOUND, "no such file");
     };
     let (Some(url), CoreMetadata::Yes(sha)) = (&entry.url, &entry.metadata) else {

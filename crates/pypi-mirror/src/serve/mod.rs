@@ -3,17 +3,19 @@
 //! files from the tree or, streamed and verified, from upstream, and then
 //! published into the tree with `add`, so the next build can go offline.
 //!
-//! Modules: `route` (paths and `Accept`, validated), `index` (page model,
-//! parse and render), `upstream` (client, credentials), `pages` (page
+//! Modules: `route` (paths and `Accept`, validated), `crate::index` (page
+//! model, parse and render, shared with `build`), `upstream` (client, credentials), `pages` (page
 //! cache), `download` (single-flight transfers), `publish` (into the tree),
 //! `http` (the handler).
 
 mod download;
 mod http;
-pub mod index;
+/// The index model, shared with `build` and `add` (see [`crate::index`]).
+pub use crate::index;
 mod pages;
 mod publish;
 pub mod route;
+mod tree;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -61,6 +63,18 @@ pub struct ServeOptions {
     pub max_upstream: usize,
     /// Worker threads; 0 = number of CPUs.
     pub threads: usize,
+    /// Bytes of project pages kept in memory at most; 0 = a default from
+    /// the machine's memory (see [`default_page_cache`]).
+    pub page_cache: u64,
+}
+
+/// The page cache's default size: 1/32 of the machine's memory, between
+/// 64 MiB and 1 GiB (PyPI's largest pages take some tens of MiB).
+pub fn default_page_cache() -> u64 {
+    let total = nix::sys::sysinfo::sysinfo()
+        .map(|i| i.ram_total())
+        .unwrap_or(2 << 30);
+    (total / 32).clamp(64 << 20, 1 << 30)
 }
 
 impl ServeOptions {
@@ -76,6 +90,7 @@ impl ServeOptions {
             port_file: None,
             max_upstream: 16,
             threads: 0,
+            page_cache: 0,
         }
     }
 }
@@ -182,14 +197,20 @@ async fn serve(
             Duration::from_secs(10),
         )?)
     };
+    let publisher = publish::Publisher::start(out.clone(), stop.clone(), &work);
+    let cache_bytes = match opts.page_cache {
+        0 => default_page_cache(),
+        n => n,
+    };
     let pages = Arc::new(pages::Pages::new(
         out.clone(),
         client.clone(),
         opts.ttl,
         limit.clone(),
+        cache_bytes,
+        Some(publisher.clone()),
     ));
     let online = client.map(|c| {
-        let publisher = publish::Publisher::start(out.clone(), stop.clone(), &work);
         let downloads = download::Downloads::new(
             tmp.clone(),
             c.clone(),

@@ -2,7 +2,9 @@
 //! `add` (file first, then its project's page, then the state log), in
 //! batches: one `add` run for every file that finished within half a
 //! second, so a cold `pip install` of thirty packages does not rewrite the
-//! root page and the state thirty times while it runs.
+//! root page and the state thirty times while it runs. Also where the
+//! tree learns what upstream now says of files it holds (`relist`), and
+//! lists files found in it unlisted.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,7 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::AddOptions;
+use crate::index::Relisting;
+use crate::{AddOptions, Listed};
 
 /// The options of every `add` that `serve` makes, the one place they are
 /// set: served files are *recorded*, so `build --prune` keeps what builds
@@ -26,9 +29,20 @@ pub fn serve_add_options(out: &Path, files: Vec<PathBuf>) -> AddOptions {
 /// How long the first verified download waits for others to publish with.
 const BATCH_DELAY: Duration = Duration::from_millis(500);
 
-struct Job {
-    file: PathBuf,
-    done: oneshot::Sender<Result<(), String>>,
+/// Work for the publishing task.
+enum Job {
+    /// A verified download, and what upstream's page said of it (`None`
+    /// for a file found in the tree unlisted); `done` hears the outcome.
+    File {
+        file: PathBuf,
+        listed: Option<Listed>,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    },
+    /// What upstream now says of files of a project the tree holds.
+    Relist {
+        project: String,
+        changes: Vec<Relisting>,
+    },
 }
 
 /// Handle to the publishing task.
@@ -39,7 +53,10 @@ pub struct Publisher {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.file.fmt(f)
+        match self {
+            Self::File { file, .. } => file.fmt(f),
+            Self::Relist { project, .. } => write!(f, "relist {project}"),
+        }
     }
 }
 
@@ -71,30 +88,76 @@ impl Publisher {
     }
 
     /// Publish `file` (a complete, verified download whose name is the
-    /// distribution's file name); returns once the tree has it.
-    pub async fn publish(&self, file: PathBuf) -> Result<(), String> {
+    /// distribution's file name) with what `listed` says of it; returns
+    /// once the tree has it.
+    pub async fn publish(&self, file: PathBuf, listed: Listed) -> Result<(), String> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Job { file, done })
+            .send(Job::File {
+                file,
+                listed: Some(listed),
+                done: Some(done),
+            })
             .map_err(|_| "shutting down".to_owned())?;
         rx.await.map_err(|_| "shutting down".to_owned())?
+    }
+
+    /// Index `file`, found in the tree but on no page, where it lies.
+    pub fn publish_unlisted(&self, file: PathBuf) {
+        let _ = self.tx.send(Job::File {
+            file,
+            listed: None,
+            done: None,
+        });
+    }
+
+    /// Record `changes` for files of `project` the tree holds.
+    pub fn relist(&self, project: String, changes: Vec<Relisting>) {
+        let _ = self.tx.send(Job::Relist { project, changes });
     }
 }
 
 async fn publish(out: &Path, batch: Vec<Job>) {
-    let files: Vec<PathBuf> = batch.iter().map(|j| j.file.clone()).collect();
-    let opts = serve_add_options(out, files);
-    // `add` is blocking file-system work and may wait for the mirror lock.
-    let result = tokio::task::spawn_blocking(move || crate::add_with(&opts)).await;
+    let mut files = Vec::new();
+    let mut waiting = Vec::new();
+    let mut relists = Vec::new();
+    let mut opts = serve_add_options(out, Vec::<PathBuf>::new());
     for job in batch {
+        match job {
+            Job::File { file, listed, done } => {
+                if let Some(l) = listed {
+                    opts.listed.insert(file.clone(), l);
+                }
+                files.push(file.clone());
+                waiting.extend(done.map(|d| (file, d)));
+            }
+            Job::Relist { project, changes } => relists.push((project, changes)),
+        }
+    }
+    opts.files = files;
+    let out = out.to_owned();
+    // `add` is blocking file-system work and may wait for the mirror lock.
+    let result = tokio::task::spawn_blocking(move || {
+        for (project, changes) in relists {
+            if let Err(e) = crate::relist(&out, &project, &changes) {
+                log::warn!("{project}: cannot record what upstream says of its files: {e}");
+            }
+        }
+        if opts.files.is_empty() {
+            return Ok(crate::Report::default());
+        }
+        crate::add_with(&opts)
+    })
+    .await;
+    for (file, done) in waiting {
         let outcome = match &result {
             Err(e) => Err(format!("publishing failed: {e}")),
             Ok(Err(e)) => Err(e.to_string()),
-            Ok(Ok(report)) => match report.problems.iter().find(|p| p.path == job.file) {
+            Ok(Ok(report)) => match report.problems.iter().find(|p| p.path == file) {
                 Some(p) => Err(p.message.clone()),
                 None => Ok(()),
             },
         };
-        let _ = job.done.send(outcome);
+        let _ = done.send(outcome);
     }
 }

@@ -1,15 +1,20 @@
-//! The project-page model of `serve`: read from upstream PEP 503 HTML or
-//! PEP 691 JSON and from the tree's own pages, merged, and rendered in both
-//! formats with links that point back at the server.
+//! The one index model of the mirror: a project page's files, read from
+//! upstream PEP 503 HTML or PEP 691 JSON or from the tree's state, merged,
+//! and rendered by the one renderer both `build`/`add` (the tree's pages)
+//! and `serve` (pages on the wire) use, so a page says the same offline as
+//! online.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 use url::Url;
 
 use crate::html::{escape, percent_encode};
-use crate::name::ArchiveKind;
+use crate::name::{self, ArchiveKind};
+use crate::state;
 
 /// Longest file name accepted, from upstream or in a request: what a Linux
 /// file system takes, so every accepted name can be a file in the tree.
@@ -39,8 +44,68 @@ pub struct FileEntry {
     pub metadata: CoreMetadata,
     /// PEP 592: `Some(reason)` (maybe empty) when yanked.
     pub yanked: Option<String>,
+    /// PEP 700 size in bytes, when known.
+    pub size: Option<u64>,
+    /// PEP 700 upload time, as upstream gave it; never invented.
+    pub upload_time: Option<String>,
     /// The file is in the mirror tree.
     pub in_tree: bool,
+}
+
+impl FileEntry {
+    /// The entry of a file the tree holds, from its state record.
+    pub fn from_state(e: &state::Entry) -> Self {
+        Self {
+            filename: e.filename.clone(),
+            url: None,
+            sha256: Some(e.sha256.clone()),
+            requires_python: e.requires_python.clone(),
+            metadata: match &e.metadata_sha256 {
+                Some(sha) => CoreMetadata::Yes(Some(sha.clone())),
+                None => CoreMetadata::No,
+            },
+            yanked: e.listing.yanked.clone(),
+            size: Some(e.stamp.size),
+            upload_time: e.listing.upload_time.clone(),
+            in_tree: true,
+        }
+    }
+
+    /// Whether `self` (upstream's) and `tree` are the same bytes: only then
+    /// does what upstream says of its file apply to the tree's.
+    fn same_bytes(&self, tree: &Self) -> bool {
+        self.sha256.is_some() && self.sha256 == tree.sha256
+    }
+}
+
+/// What a page says of a file besides its bytes, as upstream says it now:
+/// the values the tree's record must take for its page to say the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relisting {
+    /// The file.
+    pub filename: String,
+    /// `Requires-Python` to record.
+    pub requires_python: Option<String>,
+    /// Yanked mark to record.
+    pub yanked: Option<String>,
+    /// Upload time to record.
+    pub upload_time: Option<String>,
+}
+
+/// A tree entry as served while upstream lists the same bytes: upstream's
+/// URL, its yanked mark (a yank or un-yank upstream reaches the tree), and
+/// its `Requires-Python` and upload time where it gives them.
+fn overlay(tree: &FileEntry, up: &FileEntry) -> FileEntry {
+    FileEntry {
+        url: up.url.clone(),
+        yanked: up.yanked.clone(),
+        requires_python: up
+            .requires_python
+            .clone()
+            .or_else(|| tree.requires_python.clone()),
+        upload_time: up.upload_time.clone().or_else(|| tree.upload_time.clone()),
+        ..tree.clone()
+    }
 }
 
 /// Whether `name` may be a distribution file name on our pages and in the
@@ -122,63 +187,89 @@ pub fn parse_html(body: &[u8], base: &Url) -> Vec<FileEntry> {
             requires_python: attr("data-requires-python").filter(|s| !s.is_empty()),
             metadata,
             yanked: attr("data-yanked"),
+            size: None,
+            upload_time: None,
             in_tree: false,
         });
     }
     files
 }
 
+/// A PEP 691 page as read: typed and borrowing from the body, so a page of
+/// tens of MiB is not held again as a tree of `Value`s.
+#[derive(Deserialize)]
+struct JsonPage<'a> {
+    #[serde(borrow)]
+    files: Vec<JsonFile<'a>>,
+}
+
+#[derive(Deserialize)]
+struct JsonFile<'a> {
+    #[serde(borrow)]
+    filename: Cow<'a, str>,
+    #[serde(borrow)]
+    url: Cow<'a, str>,
+    #[serde(default)]
+    hashes: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+    #[serde(default, borrow, rename = "requires-python")]
+    requires_python: Option<Cow<'a, str>>,
+    #[serde(default, rename = "core-metadata")]
+    core_metadata: Option<Value>,
+    #[serde(default, rename = "dist-info-metadata")]
+    dist_info_metadata: Option<Value>,
+    #[serde(default)]
+    yanked: Option<Value>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default, borrow, rename = "upload-time")]
+    upload_time: Option<Cow<'a, str>>,
+}
+
+/// Longest upload time kept: an ISO 8601 time is about 27 characters.
+const MAX_UPLOAD_TIME: usize = 64;
+
 /// Parse a PEP 691 JSON project page found at `base`.
 pub fn parse_json(body: &[u8], base: &Url) -> Result<Vec<FileEntry>, String> {
-    let page: Value = serde_json::from_slice(body).map_err(|e| format!("bad JSON page: {e}"))?;
-    let Some(list) = page.get("files").and_then(Value::as_array) else {
-        return Err("JSON page without \"files\"".to_owned());
-    };
-    let mut files = Vec::with_capacity(list.len());
-    for f in list {
-        let (Some(name), Some(href)) = (
-            f.get("filename").and_then(Value::as_str),
-            f.get("url").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
-        let Some(mut url) = base.join(href).ok() else {
+    let page: JsonPage<'_> =
+        serde_json::from_slice(body).map_err(|e| format!("bad JSON page: {e}"))?;
+    let mut files = Vec::with_capacity(page.files.len());
+    for f in page.files {
+        let Some(mut url) = base.join(&f.url).ok() else {
             continue;
         };
         url.set_fragment(None);
-        if !acceptable_filename(name) {
-            log::debug!("ignoring file {name:?}: not a wheel or sdist");
+        if !acceptable_filename(&f.filename) {
+            log::debug!("ignoring file {:?}: not a wheel or sdist", f.filename);
             continue;
         }
-        let metadata = match f
-            .get("core-metadata")
-            .or_else(|| f.get("dist-info-metadata"))
-        {
+        // PEP 714: the new name wins over the old one when both are given.
+        let metadata = match f.core_metadata.or(f.dist_info_metadata) {
             None | Some(Value::Bool(false)) | Some(Value::Null) => CoreMetadata::No,
             Some(Value::Object(h)) => {
                 CoreMetadata::Yes(h.get("sha256").and_then(Value::as_str).and_then(sha256_of))
             }
             Some(_) => CoreMetadata::Yes(None),
         };
-        let yanked = match f.get("yanked") {
+        let yanked = match f.yanked {
             Some(Value::Bool(true)) => Some(String::new()),
-            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::String(s)) => Some(s),
             _ => None,
         };
         files.push(FileEntry {
-            filename: name.to_owned(),
+            filename: f.filename.into_owned(),
             url: Some(url),
-            sha256: f
-                .pointer("/hashes/sha256")
-                .and_then(Value::as_str)
-                .and_then(sha256_of),
+            sha256: f.hashes.get("sha256").and_then(|s| sha256_of(s)),
             requires_python: f
-                .get("requires-python")
-                .and_then(Value::as_str)
+                .requires_python
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned),
+                .map(Cow::into_owned),
             metadata,
             yanked,
+            size: f.size,
+            upload_time: f
+                .upload_time
+                .filter(|s| !s.is_empty() && s.len() <= MAX_UPLOAD_TIME)
+                .map(Cow::into_owned),
             in_tree: false,
         });
     }
@@ -206,36 +297,95 @@ pub fn parse_root(body: &[u8]) -> Vec<String> {
     names
 }
 
-/// Merge upstream's files with the tree's: the tree's copy of a name wins
-/// (it is what the server hands out), keeping upstream's URL and yanked
-/// mark only when both have the same bytes. Sorted by file name.
+/// Merge upstream's files with the tree's (both sorted by file name): the
+/// tree's copy of a name wins (it is what the server hands out), with what
+/// upstream says of it (see [`overlay`]) when both are the same bytes.
+/// Sorted by file name.
 pub fn merge(upstream: &[FileEntry], tree: &[FileEntry]) -> Vec<FileEntry> {
     let mut all: BTreeMap<&str, FileEntry> = upstream
         .iter()
         .map(|f| (f.filename.as_str(), f.clone()))
         .collect();
     for t in tree {
-        let mut entry = t.clone();
-        entry.in_tree = true;
-        if let Some(u) = all.get(t.filename.as_str()) {
-            if u.sha256.is_some() && u.sha256 == t.sha256 {
-                entry.url.clone_from(&u.url);
-                entry.yanked.clone_from(&u.yanked);
-            }
-        }
-        all.insert(&t.filename, entry);
+        let entry = match all.get(t.filename.as_str()) {
+            Some(u) if u.same_bytes(t) => overlay(t, u),
+            _ => t.clone(),
+        };
+        all.insert(
+            &t.filename,
+            FileEntry {
+                in_tree: true,
+                ..entry
+            },
+        );
     }
     all.into_values().collect()
 }
 
+/// The tree records whose listing differs from what upstream now says of
+/// the same bytes: what the tree must record so that its page, offline,
+/// says what the merged page says online.
+pub fn relistings(upstream: &[FileEntry], tree: &[FileEntry]) -> Vec<Relisting> {
+    let by_name: BTreeMap<&str, &FileEntry> =
+        upstream.iter().map(|f| (f.filename.as_str(), f)).collect();
+    tree.iter()
+        .filter_map(|t| {
+            let u = by_name
+                .get(t.filename.as_str())
+                .filter(|u| u.same_bytes(t))?;
+            let o = overlay(t, u);
+            let changed = o.yanked != t.yanked
+                || o.requires_python != t.requires_python
+                || o.upload_time != t.upload_time;
+            changed.then(|| Relisting {
+                filename: t.filename.clone(),
+                requires_python: o.requires_python,
+                yanked: o.yanked,
+                upload_time: o.upload_time,
+            })
+        })
+        .collect()
+}
+
+/// PEP 629/700 API version of a page: 1.1 promises every file's `size`, so
+/// a page with a file of unknown size (listed only by an HTML upstream)
+/// says 1.0 and gives the sizes it knows as extra keys, which PEP 691 has
+/// clients ignore.
+fn api_version(files: &[FileEntry]) -> &'static str {
+    if files.iter().all(|f| f.size.is_some()) {
+        "1.1"
+    } else {
+        "1.0"
+    }
+}
+
+/// PEP 700 `versions`: the distinct versions of the listed files, in
+/// PEP 440 order.
+pub fn versions(project: &str, files: &[FileEntry]) -> Vec<String> {
+    let set: BTreeSet<(Option<pep440_rs::Version>, String)> = files
+        .iter()
+        .filter_map(|f| name::version_of(&f.filename, project))
+        .map(|v| match v.parse::<pep440_rs::Version>() {
+            Ok(parsed) => (Some(parsed.clone()), parsed.to_string()),
+            Err(_) => (None, v),
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    set.into_iter()
+        .filter_map(|(_, v)| seen.insert(v.clone()).then_some(v))
+        .collect()
+}
+
 /// Render the project page as PEP 503 HTML; links are relative, so they
-/// resolve to `/simple/<project>/<file>` on this server.
+/// resolve to `<project>/<file>` beside the page, in the tree and on the
+/// server alike.
 pub fn render_html(project: &str, files: &[FileEntry]) -> String {
     let title = escape(project);
     let mut out = String::with_capacity(256 + files.len() * 320);
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"1.0\">\n    <title>Links for {title}</title>\n  </head>\n  <body>\n    <h1>Links for {title}</h1>\n"
+        "<!DOCTYPE html>\n<html>\n  <head>\n    <meta name=\"pypi:repository-version\" content=\"{}\">\n    <title>Links for {title}</title>\n  </head>\n  <body>\n    <h1>Links for {title}</h1>\n",
+        api_version(files)
     );
     for f in files {
         let _ = write!(
@@ -272,10 +422,10 @@ pub fn render_html(project: &str, files: &[FileEntry]) -> String {
     out
 }
 
-/// Render the project page as PEP 691 JSON (API version 1.0: sizes are
-/// not known for files that only an HTML upstream lists).
+/// Render the project page as PEP 691 JSON, with PEP 700's `size`,
+/// `upload-time` and `versions`.
 pub fn render_json(project: &str, files: &[FileEntry]) -> Vec<u8> {
-    let files: Vec<Value> = files
+    let list: Vec<Value> = files
         .iter()
         .map(|f| {
             let mut o = serde_json::Map::new();
@@ -307,10 +457,21 @@ pub fn render_json(project: &str, files: &[FileEntry]) -> Vec<u8> {
                 Some(reason) => json!(reason),
             };
             o.insert("yanked".into(), yanked);
+            if let Some(size) = f.size {
+                o.insert("size".into(), json!(size));
+            }
+            if let Some(t) = &f.upload_time {
+                o.insert("upload-time".into(), json!(t));
+            }
             Value::Object(o)
         })
         .collect();
-    let page = json!({ "meta": { "api-version": "1.0" }, "name": project, "files": files });
+    let page = json!({
+        "meta": { "api-version": api_version(files) },
+        "name": project,
+        "versions": versions(project, files),
+        "files": list,
+    });
     serde_json::to_vec(&page).unwrap_or_default()
 }
 
