@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -422,57 +422,100 @@ pub fn render_html(project: &str, files: &[FileEntry]) -> String {
     out
 }
 
+/// One file of a PEP 691 page as written: serialized straight from the
+/// entries, without building a tree of `Value`s for a page of thousands.
+#[derive(Serialize)]
+struct JsonFileOut<'a> {
+    filename: &'a str,
+    url: String,
+    hashes: HashesOut<'a>,
+    #[serde(rename = "requires-python", skip_serializing_if = "Option::is_none")]
+    requires_python: Option<&'a str>,
+    // PEP 714: only the new key in JSON. pip 22.3 to 23.1 (Debian
+    // bookworm's is 23.0.1) fails hard on any `dist-info-metadata` in
+    // JSON, even `false`; absent means no metadata file.
+    #[serde(rename = "core-metadata", skip_serializing_if = "Option::is_none")]
+    core_metadata: Option<MetadataOut<'a>>,
+    yanked: YankedOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(rename = "upload-time", skip_serializing_if = "Option::is_none")]
+    upload_time: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct HashesOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum MetadataOut<'a> {
+    Known(HashesOut<'a>),
+    Unknown(bool),
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum YankedOut<'a> {
+    Flag(bool),
+    Reason(&'a str),
+}
+
+#[derive(Serialize)]
+struct JsonPageOut<'a> {
+    meta: MetaOut,
+    name: &'a str,
+    versions: Vec<String>,
+    files: Vec<JsonFileOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct MetaOut {
+    #[serde(rename = "api-version")]
+    api_version: &'static str,
+}
+
 /// Render the project page as PEP 691 JSON, with PEP 700's `size`,
 /// `upload-time` and `versions`.
 pub fn render_json(project: &str, files: &[FileEntry]) -> Vec<u8> {
-    let list: Vec<Value> = files
-        .iter()
-        .map(|f| {
-            let mut o = serde_json::Map::new();
-            o.insert("filename".into(), json!(f.filename));
-            o.insert("url".into(), json!(percent_encode(&f.filename)));
-            let hashes = match &f.sha256 {
-                Some(sha) => json!({ "sha256": sha }),
-                None => json!({}),
-            };
-            o.insert("hashes".into(), hashes);
-            if let Some(rp) = &f.requires_python {
-                o.insert("requires-python".into(), json!(rp));
-            }
-            // PEP 714: only the new key in JSON. pip 22.3 to 23.1 (Debian
-            // bookworm's is 23.0.1) fails hard on any `dist-info-metadata`
-            // in JSON, even `false`; absent means no metadata file.
-            match &f.metadata {
-                CoreMetadata::No => {}
-                CoreMetadata::Yes(Some(sha)) => {
-                    o.insert("core-metadata".into(), json!({ "sha256": sha }));
-                }
-                CoreMetadata::Yes(None) => {
-                    o.insert("core-metadata".into(), json!(true));
-                }
-            }
-            let yanked = match f.yanked.as_deref() {
-                None => json!(false),
-                Some("") => json!(true),
-                Some(reason) => json!(reason),
-            };
-            o.insert("yanked".into(), yanked);
-            if let Some(size) = f.size {
-                o.insert("size".into(), json!(size));
-            }
-            if let Some(t) = &f.upload_time {
-                o.insert("upload-time".into(), json!(t));
-            }
-            Value::Object(o)
-        })
-        .collect();
-    let page = json!({
-        "meta": { "api-version": api_version(files) },
-        "name": project,
-        "versions": versions(project, files),
-        "files": list,
-    });
-    serde_json::to_vec(&page).unwrap_or_default()
+    let page = JsonPageOut {
+        meta: MetaOut {
+            api_version: api_version(files),
+        },
+        name: project,
+        versions: versions(project, files),
+        files: files
+            .iter()
+            .map(|f| JsonFileOut {
+                filename: &f.filename,
+                url: percent_encode(&f.filename),
+                hashes: HashesOut {
+                    sha256: f.sha256.as_deref(),
+                },
+                requires_python: f.requires_python.as_deref(),
+                core_metadata: match &f.metadata {
+                    CoreMetadata::No => None,
+                    CoreMetadata::Yes(Some(sha)) => {
+                        Some(MetadataOut::Known(HashesOut { sha256: Some(sha) }))
+                    }
+                    CoreMetadata::Yes(None) => Some(MetadataOut::Unknown(true)),
+                },
+                yanked: match f.yanked.as_deref() {
+                    None => YankedOut::Flag(false),
+                    Some("") => YankedOut::Flag(true),
+                    Some(reason) => YankedOut::Reason(reason),
+                },
+                size: f.size,
+                upload_time: f.upload_time.as_deref(),
+            })
+            .collect(),
+    };
+    let mut out = Vec::with_capacity(256 + files.len() * 400);
+    // Serializing plain structs into memory cannot fail.
+    let _ = serde_json::to_writer(&mut out, &page);
+    out
 }
 
 /// The root page in HTML.
@@ -573,6 +616,107 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("dist-info-metadata"), "{text}");
+    }
+
+    fn entry(name: &str, sha: &str) -> FileEntry {
+        FileEntry {
+            filename: name.to_owned(),
+            url: None,
+            sha256: Some(sha.to_owned()),
+            requires_python: None,
+            metadata: CoreMetadata::No,
+            yanked: None,
+            size: Some(10),
+            upload_time: None,
+            in_tree: true,
+        }
+    }
+
+    #[test]
+    fn the_tree_takes_what_upstream_says_of_the_same_bytes_only() {
+        let other = "cd".repeat(32);
+        let tree = vec![
+            FileEntry {
+                requires_python: Some(">=3.6".into()),
+                upload_time: Some("old".into()),
+                ..entry("foo-1.0.tar.gz", SHA)
+            },
+            entry("foo-2.0.tar.gz", SHA),
+            entry("foo-3.0.tar.gz", SHA),
+        ];
+        let up = vec![
+            FileEntry {
+                url: Some(base()),
+                yanked: Some("bad".into()),
+                upload_time: Some("2024-01-01T00:00:00Z".into()),
+                size: None,
+                in_tree: false,
+                ..entry("foo-1.0.tar.gz", SHA)
+            },
+            // Other bytes under the same name: upstream's word does not
+            // apply to the tree's file.
+            FileEntry {
+                yanked: Some("x".into()),
+                in_tree: false,
+                ..entry("foo-2.0.tar.gz", &other)
+            },
+        ];
+        let merged = merge(&up, &tree);
+        assert_eq!(merged[0].yanked.as_deref(), Some("bad"));
+        assert_eq!(merged[0].requires_python.as_deref(), Some(">=3.6"));
+        assert_eq!(
+            merged[0].upload_time.as_deref(),
+            Some("2024-01-01T00:00:00Z")
+        );
+        assert_eq!(merged[0].size, Some(10), "the tree knows the real size");
+        assert_eq!(merged[1], tree[1]);
+        assert_eq!(
+            relistings(&up, &tree),
+            [Relisting {
+                filename: "foo-1.0.tar.gz".into(),
+                requires_python: Some(">=3.6".into()),
+                yanked: Some("bad".into()),
+                upload_time: Some("2024-01-01T00:00:00Z".into()),
+            }]
+        );
+        // Once recorded, nothing more to record.
+        let recorded: Vec<FileEntry> = merge(&up, &tree)
+            .into_iter()
+            .filter(|f| f.in_tree)
+            .collect();
+        assert!(relistings(&up, &recorded).is_empty());
+    }
+
+    #[test]
+    fn json_pages_carry_pep_700_fields_and_say_1_1_only_when_every_size_is_known() {
+        let mut files = vec![
+            FileEntry {
+                upload_time: Some("2024-01-01T00:00:00Z".into()),
+                yanked: Some(String::new()),
+                ..entry("foo-1.0.post1-py3-none-any.whl", SHA)
+            },
+            entry("foo-1.0.tar.gz", SHA),
+            entry("foo-1.0.post1.tar.gz", SHA),
+            entry("foo-0.9.zip", SHA),
+        ];
+        let page: Value = serde_json::from_slice(&render_json("foo", &files)).unwrap();
+        assert_eq!(page["meta"]["api-version"], "1.1");
+        assert_eq!(page["versions"], json!(["0.9", "1.0", "1.0.post1"]));
+        assert_eq!(page["files"][0]["size"], 10);
+        assert_eq!(page["files"][0]["upload-time"], "2024-01-01T00:00:00Z");
+        assert_eq!(page["files"][0]["yanked"], true);
+        assert!(page["files"][1].get("upload-time").is_none());
+        let html = render_html("foo", &files);
+        assert!(html.contains("content=\"1.1\""), "{html}");
+        files[1].size = None;
+        let page: Value = serde_json::from_slice(&render_json("foo", &files)).unwrap();
+        assert_eq!(page["meta"]["api-version"], "1.0");
+        assert!(page["files"][1].get("size").is_none());
+        // What we write, we read back the same.
+        let again = parse_json(&render_json("foo", &files), &base()).unwrap();
+        assert_eq!(again[0].upload_time, files[0].upload_time);
+        assert_eq!(again[0].size, files[0].size);
+        assert_eq!(again[0].yanked, files[0].yanked);
     }
 
     #[test]

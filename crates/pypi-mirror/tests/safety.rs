@@ -436,3 +436,87 @@ fn pip_installs_a_recorded_file_after_prune() {
         synth::expected_output("synth-fetched", "1.0")
     );
 }
+
+/// A small tmpfs, unmounted (lazily) when dropped.
+struct SmallTmpfs(PathBuf);
+
+impl SmallTmpfs {
+    /// Needs root: it mounts. Fails, never skips, without it (CI is root).
+    fn mount(dir: &Path) -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test mounts a tmpfs to fill it up: run it as root, as CI does"
+        );
+        fs::create_dir_all(dir).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=8m"),
+        )
+        .unwrap();
+        Self(dir.to_owned())
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Write `path` until the file system is full (hard links and new empty
+/// files still fit; writing a byte does not).
+fn fill_up(path: &Path) {
+    use std::io::Write;
+    let mut f = fs::File::create(path).unwrap();
+    for chunk in [1 << 20, 4096, 1] {
+        let buf = vec![0u8; chunk];
+        loop {
+            match f.write_all(&buf).and_then(|()| f.sync_data()) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOSPC) => break,
+                Err(e) => panic!("{}: {e}", path.display()),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_whose_page_cannot_be_written_is_withdrawn_never_left_unlisted() {
+    let t = tempfile::Builder::new()
+        .prefix("pypi-mirror-enospc-")
+        .tempdir_in(testkit::target_dir())
+        .unwrap();
+    let fs_root = t.path().join("fs");
+    let _tmpfs = SmallTmpfs::mount(&fs_root);
+    let (src, out) = (fs_root.join("src"), fs_root.join("out"));
+    fs::create_dir_all(&src).unwrap();
+    let wheel = synth::write_wheel(&src, "alpha", "1.0").unwrap();
+    assert!(add(&out, &[wheel]).unwrap().is_clean());
+    // An sdist of the same project on the same file system: placing it is
+    // a hard link (no data written); its page needs room, and none is left.
+    let sdist = synth::write_sdist(&src, "alpha", "2.0").unwrap();
+    let placed = out.join("alpha").join(sdist.file_name().unwrap());
+    let page_before = fs::read(out.join("alpha/index.html")).unwrap();
+    let state_before = fs::read(out.join(".pypi-mirror/state")).unwrap();
+    fill_up(&fs_root.join("filler"));
+
+    let err = add(&out, std::slice::from_ref(&sdist)).unwrap_err();
+    assert!(err.to_string().contains("index.html"), "{err}");
+    assert!(!placed.exists(), "placed but never listed");
+    assert_eq!(fs::read(out.join("alpha/index.html")).unwrap(), page_before);
+    assert_eq!(
+        fs::read(out.join(".pypi-mirror/state")).unwrap(),
+        state_before
+    );
+    assert!(sdist.exists(), "the source is not ours to remove");
+
+    // With room again, the same add lists it.
+    fs::remove_file(fs_root.join("filler")).unwrap();
+    assert!(add(&out, &[sdist]).unwrap().is_clean());
+    assert!(placed.exists());
+    let page = fs::read_to_string(out.join("alpha/index.html")).unwrap();
+    assert!(page.contains("alpha-2.0.tar.gz"), "{page}");
+}

@@ -239,7 +239,10 @@ pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Byte
     if resp.content_length().is_some_and(|n| n > cap as u64) {
         return Err(format!("answer larger than {cap} bytes"));
     }
-    let mut buf = Vec::new();
+    // Sized up front when upstream says how much: no growing copies of a
+    // page of tens of MiB.
+    let expected = resp.content_length().map_or(0, |n| n as usize);
+    let mut buf = Vec::with_capacity(expected.min(cap));
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {

@@ -580,3 +580,21 @@ pub fn listing(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+impl Serve {
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+}
+
+/// A `kB` figure of `/proc/PID/status` (`VmRSS`, `VmHWM`, …), in bytes.
+pub fn proc_status_bytes(pid: u32, key: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+        * 1024
+}
