@@ -215,12 +215,6 @@ impl Pages {
         }
     }
 
-    fn current(&self, project: &str, tree: u64, dir: DirStamp) -> Option<Arc<Page>> {
-        self.cache
-            .get(project)
-            .filter(|p| p.tree == tree && p.dir == dir && self.fresh(&p.up))
-    }
-
     /// The page of `project` (normalized), fetching and rendering only
     /// what is stale.
     pub async fn get(self: &Arc<Self>, project: &str) -> Arc<Page> {
@@ -269,10 +263,14 @@ impl Pages {
             if let Some(f) = inflight.get(project) {
                 f.clone()
             } else {
-                let tree = self.tree.project(project);
-                let dir = self.dir_stamp(project);
-                if let Some(page) = self.current(project, tree.generation, dir) {
-                    return page;
+                // Another fetch may have finished since `get` looked.
+                if let Some(page) = self.cache.get(project).filter(|p| self.fresh(&p.up)) {
+                    let tree = self.tree.project(project);
+                    let dir = self.dir_stamp(project);
+                    if page.tree == tree.generation && page.dir == dir {
+                        return page;
+                    }
+                    return self.render_and_keep(project, page.up.clone(), &tree, dir);
                 }
                 let me = self.clone();
                 let name = project.to_owned();
