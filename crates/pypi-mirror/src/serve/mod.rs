@@ -4,14 +4,15 @@
 //! published into the tree with `add`, so the next build can go offline.
 //!
 //! Modules: `route` (paths and `Accept`, validated), `index` (page model,
-//! parse and render), `upstream` (client, credentials), `pages` (page
-//! cache), `download` (single-flight transfers), `publish` (into the tree),
+//! parse and render), `upstream` (client, credentials), `policy` (what an
+//! upstream may make us fetch), `pages` (page cache), `download` (single-flight transfers), `publish` (into the tree),
 //! `http` (the handler).
 
 mod download;
 mod http;
 pub mod index;
 mod pages;
+mod policy;
 mod publish;
 pub mod route;
 pub mod upstream;

@@ -31,14 +31,29 @@ pub struct Upstreamed {
     answer: Answer,
 }
 
+/// What the upstreams said about a project: the first upstream that does
+/// not answer 404 or 410 decides (as uv's `first-index` strategy).
 #[derive(Debug)]
-enum Answer {
-    /// The first upstream that has the project listed these files.
-    Found(Vec<FileEntry>),
+pub enum Answer {
+    /// Upstream number `upstream` (in `--upstream` order) listed these
+    /// files; every upstream before it answered 404 or 410.
+    Found {
+        /// Which upstream: the one whose URLs and policy apply to the files.
+        upstream: usize,
+        /// Its files.
+        files: Vec<FileEntry>,
+    },
     /// Every upstream answered that it does not have it.
     Missing,
-    /// At least one upstream could not be asked (or `--offline`).
-    Unreachable,
+    /// An upstream could not be asked, or answered neither the page nor
+    /// 404/410; the upstreams after it were not asked, so a
+    /// later index can never stand in for an earlier one.
+    Failed {
+        /// One line naming it (redacted) and what failed.
+        error: String,
+    },
+    /// `--offline`: nobody was asked.
+    Offline,
 }
 
 /// Identity of the tree's page of a project: re-render when it changes
@@ -56,13 +71,24 @@ pub struct Page {
     pub html: Bytes,
     /// PEP 691 JSON.
     pub json: Bytes,
-    /// Whether anything knows the project (else: 404).
+    /// Whether anything knows the project (else: 404, or 502 when an
+    /// upstream failed).
     pub exists: bool,
+}
+
+impl Page {
+    /// What the upstreams said: which one the upstream files came from,
+    /// or why none could be asked.
+    pub fn answer(&self) -> &Answer {
+        &self.up.answer
+    }
 }
 
 #[derive(Debug, Default)]
 struct Health {
     down_until: Option<Instant>,
+    /// What made it go down.
+    error: String,
 }
 
 type Pending = Shared<BoxFuture<'static, Arc<Upstreamed>>>;
@@ -112,7 +138,7 @@ impl Pages {
     fn fresh(&self, up: &Upstreamed) -> bool {
         match (&self.client, &up.answer) {
             (None, _) => true,
-            (Some(_), Answer::Unreachable) => up.at.elapsed() < RETRY_DOWN.min(self.ttl),
+            (Some(_), Answer::Failed { .. }) => up.at.elapsed() < RETRY_DOWN.min(self.ttl),
             (Some(_), _) => up.at.elapsed() < self.ttl,
         }
     }
@@ -149,7 +175,7 @@ impl Pages {
     fn render(&self, project: &str, up: Arc<Upstreamed>, tree: TreeStamp) -> Page {
         let tree_files = self.tree_files(project);
         let (upstream_files, known): (&[FileEntry], bool) = match &up.answer {
-            Answer::Found(files) => (files, true),
+            Answer::Found { files, .. } => (files, true),
             _ => (&[], false),
         };
         let merged = index::merge(upstream_files, &tree_files);
@@ -202,7 +228,9 @@ impl Pages {
             let Ok(mut inflight) = self.inflight.lock() else {
                 return Arc::new(Upstreamed {
                     at: Instant::now(),
-                    answer: Answer::Unreachable,
+                    answer: Answer::Failed {
+                        error: "internal error: the table of fetches is poisoned".to_owned(),
+                    },
                 });
             };
             inflight
@@ -227,7 +255,7 @@ impl Pages {
 
     async fn ask_upstreams(&self, project: &str) -> Upstreamed {
         let answer = match &self.client {
-            None => Answer::Unreachable,
+            None => Answer::Offline,
             Some(client) => self.ask(client, project).await,
         };
         Upstreamed {
@@ -236,12 +264,17 @@ impl Pages {
         }
     }
 
+    /// Ask the upstreams in order; only a 404 or 410 passes to the next.
+    /// Any other failure of an earlier upstream (including being marked
+    /// down) is that project's answer: falling through to a later index
+    /// would let it serve a package of the same name in place of the
+    /// earlier one's (dependency confusion).
     async fn ask(&self, client: &Client, project: &str) -> Answer {
-        let mut failed = false;
         for (i, up) in client.upstreams.iter().enumerate() {
-            if self.is_down(i) {
-                failed = true;
-                continue;
+            if let Some(last) = self.down_since(i) {
+                return Answer::Failed {
+                    error: format!("upstream {up} is down ({last}); not asking the next upstream"),
+                };
             }
             let answer = {
                 let _permit = self.limit.acquire().await;
@@ -250,28 +283,27 @@ impl Pages {
             match answer {
                 PageAnswer::Found(files) => {
                     self.mark(i, None, up);
-                    return Answer::Found(files);
+                    return Answer::Found { upstream: i, files };
                 }
                 PageAnswer::Missing => self.mark(i, None, up),
                 PageAnswer::Failed(e) => {
                     self.mark(i, Some(&e), up);
-                    failed = true;
+                    return Answer::Failed {
+                        error: format!("upstream {up}: {e}; not asking the next upstream"),
+                    };
                 }
             }
         }
-        if failed {
-            Answer::Unreachable
-        } else {
-            Answer::Missing
-        }
+        Answer::Missing
     }
 
-    fn is_down(&self, i: usize) -> bool {
-        self.health
-            .lock()
-            .ok()
-            .and_then(|h| h.get(i).and_then(|h| h.down_until))
+    /// The error that marked upstream `i` down, while it is left alone.
+    fn down_since(&self, i: usize) -> Option<String> {
+        let health = self.health.lock().ok()?;
+        let h = health.get(i)?;
+        h.down_until
             .is_some_and(|t| Instant::now() < t)
+            .then(|| h.error.clone())
     }
 
     /// Record an upstream's health; one line when it goes down or comes
@@ -287,6 +319,7 @@ impl Pages {
                     log::warn!("upstream {up}: {e}; serving what the mirror tree has");
                 }
                 h.down_until = Some(Instant::now() + RETRY_DOWN);
+                e.clone_into(&mut h.error);
             }
             None => {
                 if h.down_until.take().is_some() {
