@@ -78,7 +78,9 @@ fn an_upstream_that_fails_is_never_stood_in_for_by_the_next() {
             let line = r.text();
             assert_eq!(line.lines().count(), 1, "{line}");
             assert!(
-                line.contains(shown) && line.contains(failure),
+                line.contains(shown)
+                    && line.contains(failure)
+                    && line.contains("not asking the next upstream"),
                 "{first}: {line}"
             );
             assert!(!line.contains(&second.port.to_string()), "{line}");

@@ -270,10 +270,18 @@ impl Pages {
     /// would let it serve a package of the same name in place of the
     /// earlier one's (dependency confusion).
     async fn ask(&self, client: &Client, project: &str) -> Answer {
+        let n = client.upstreams.len();
+        let not_next = |i: usize| {
+            if i + 1 < n {
+                "; not asking the next upstream"
+            } else {
+                ""
+            }
+        };
         for (i, up) in client.upstreams.iter().enumerate() {
             if let Some(last) = self.down_since(i) {
                 return Answer::Failed {
-                    error: format!("upstream {up} is down ({last}); not asking the next upstream"),
+                    error: format!("upstream {up} is down ({last}){}", not_next(i)),
                 };
             }
             let answer = {
@@ -289,7 +297,7 @@ impl Pages {
                 PageAnswer::Failed(e) => {
                     self.mark(i, Some(&e), up);
                     return Answer::Failed {
-                        error: format!("upstream {up}: {e}; not asking the next upstream"),
+                        error: format!("upstream {up}: {e}{}", not_next(i)),
                     };
                 }
             }
