@@ -194,7 +194,7 @@ fn credentials_in_the_upstream_url_are_used_and_never_printed() {
     // A wrong password: upstream says 401, the warning names the URL masked.
     let bad = format!("http://bob:wrong-pw@127.0.0.1:{}/", up.port);
     let serve2 = Serve::start(&t.tmp.path().join("out2"), &["-vv", "--upstream", &bad]);
-    assert_eq!(serve2.get("/simple/synth-alpha/").status, 404);
+    assert_eq!(serve2.get("/simple/synth-alpha/").status, 502);
     let (_, err) = serve.stop();
     let (_, err2) = serve2.stop();
     assert!(err.contains("http://bob:***@127.0.0.1"), "{err}");
@@ -283,7 +283,7 @@ fn http_proxy_and_no_proxy_are_honoured() {
         &["--upstream", "http://pypi.invalid/"],
         with_proxy(Some("pypi.invalid")),
     );
-    assert_eq!(serve.get("/simple/synth-beta/").status, 404);
+    assert_eq!(serve.get("/simple/synth-beta/").status, 502);
     assert_eq!(proxy.proxied().len(), 1);
 }
 
@@ -321,7 +321,7 @@ fn an_https_upstream_is_verified_against_the_system_roots() {
     drop(serve);
     // Not trusted otherwise: nothing is fetched.
     let serve = Serve::start(&t.tmp.path().join("out2"), &["--upstream", &url]);
-    assert_eq!(serve.get("/simple/synth-alpha/").status, 404);
+    assert_eq!(serve.get("/simple/synth-alpha/").status, 502);
     let (_, err) = serve.stop();
     assert!(
         err.contains("certificate") || err.contains("Certificate"),

@@ -55,6 +55,9 @@ pub struct Download {
 /// What the server knows about the file to fetch.
 #[derive(Debug, Clone)]
 pub struct Wanted {
+    /// The upstream whose page listed it: its client, policy and
+    /// credentials fetch it.
+    pub upstream: usize,
     /// Normalized project.
     pub project: String,
     /// Distribution file name.
@@ -188,8 +191,9 @@ impl Downloads {
             p = self.limit.acquire() => p.map_err(|_| "shutting down".to_owned())?,
             () = self.stop.cancelled() => return Err("shutting down".to_owned()),
         };
+        let req = self.client.get(want.upstream, &want.url)?;
         let resp = tokio::select! {
-            r = self.client.get(&want.url).send() => r.map_err(|e| describe(&e))?,
+            r = req.send() => r.map_err(|e| describe(&e))?,
             () = self.stop.cancelled() => return Err("shutting down".to_owned()),
         };
         if !resp.status().is_success() {

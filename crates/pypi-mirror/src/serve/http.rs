@@ -17,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::download::{Downloads, Wanted};
 use super::index::CoreMetadata;
-use super::pages::Pages;
+use super::pages::{Answer, Page, Pages};
 use super::route::{self, Format, Route};
 use super::upstream::{self, Client};
 
@@ -101,7 +101,7 @@ async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
             Some(format) => {
                 let page = app.pages.get(&project).await;
                 if !page.exists {
-                    return text(StatusCode::NOT_FOUND, "no such project");
+                    return unknown(&page, "no such project");
                 }
                 page_response(format, page.body(format == Format::Json))
             }
@@ -116,6 +116,23 @@ async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
             r
         }
         Route::NotFound => text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// The answer for what the page does not list: 404, unless an upstream
+/// failed, when nobody can say (502 naming that upstream and what failed).
+fn unknown(page: &Page, what: &str) -> Response<Body> {
+    match page.answer() {
+        Answer::Failed { error, .. } => text(StatusCode::BAD_GATEWAY, error),
+        _ => text(StatusCode::NOT_FOUND, what),
+    }
+}
+
+/// The upstream whose page listed `page`'s upstream URLs.
+fn lister(page: &Page) -> Option<usize> {
+    match page.answer() {
+        Answer::Found { upstream, .. } => Some(*upstream),
+        _ => None,
     }
 }
 
@@ -193,13 +210,14 @@ async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
     };
     let page = app.pages.get(project).await;
     let Some(entry) = page.file(filename) else {
-        return text(StatusCode::NOT_FOUND, "no such file");
+        return unknown(&page, "no such file");
     };
-    let Some(url) = entry.url.clone() else {
+    let (Some(url), Some(upstream)) = (entry.url.clone(), lister(&page)) else {
         // Listed by the tree's page but gone from the tree.
         return text(StatusCode::NOT_FOUND, "no such file");
     };
     let want = Wanted {
+        upstream,
         project: project.to_owned(),
         filename: filename.to_owned(),
         url,
@@ -254,9 +272,11 @@ async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Bod
     };
     let page = app.pages.get(project).await;
     let Some(entry) = page.file(filename) else {
-        return text(StatusCode::NOT_FOUND, "no such file");
+        return unknown(&page, "no such file");
     };
-    let (Some(url), CoreMetadata::Yes(sha)) = (&entry.url, &entry.metadata) else {
+    let (Some(url), Some(upstream), CoreMetadata::Yes(sha)) =
+        (&entry.url, lister(&page), &entry.metadata)
+    else {
         return text(StatusCode::NOT_FOUND, "no metadata file");
     };
     // PEP 658: the metadata file is at the file's URL plus ".metadata".
@@ -269,7 +289,7 @@ async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Bod
             .await
             .map_err(|_| "shutting down".to_owned())?;
         let resp = client
-            .get(&url)
+            .get(upstream, &url)?
             .timeout(Duration::from_secs(60))
             .send()
             .await

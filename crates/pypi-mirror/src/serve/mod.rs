@@ -3,9 +3,11 @@
 //! files from the tree or, streamed and verified, from upstream, and then
 //! published into the tree with `add`, so the next build can go offline.
 //!
-//! Modules: `route` (paths and `Accept`, validated), `crate::index` (page
-//! model, parse and render, shared with `build`), `upstream` (client, credentials), `pages` (page
-//! cache), `download` (single-flight transfers), `publish` (into the tree),
+//! Modules: `route` (paths and `Accept`, validated), `crate::index` (the
+//! page model, parse and render, shared with `build`), `upstream` (client,
+//! credentials), `policy` (what an upstream may make us fetch), `tree` (the
+//! tree's state log, followed), `pages` (page cache), `download`
+//! (single-flight transfers), `publish` (into the tree),
 //! `http` (the handler).
 
 mod download;
@@ -13,6 +15,7 @@ mod http;
 /// The index model, shared with `build` and `add` (see [`crate::index`]).
 pub use crate::index;
 mod pages;
+mod policy;
 mod publish;
 pub mod route;
 mod tree;

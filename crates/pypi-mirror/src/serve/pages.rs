@@ -31,17 +31,30 @@ pub struct Upstreamed {
     answer: Answer,
 }
 
+/// What the upstreams said about a project: the first upstream that does
+/// not answer 404 or 410 decides (as uv's `first-index` strategy).
 #[derive(Debug)]
-enum Answer {
-    /// Upstream number `upstream` listed these files (sorted by name).
+pub enum Answer {
+    /// Upstream number `upstream` (in `--upstream` order) listed these
+    /// files (sorted by name, only the project's own); every upstream
+    /// before it answered 404 or 410.
     Found {
+        /// Which upstream: the one whose URLs and policy apply to the files.
         upstream: usize,
+        /// Its files.
         files: Arc<[FileEntry]>,
     },
     /// Every upstream answered that it does not have it.
     Missing,
-    /// At least one upstream could not be asked (or `--offline`).
-    Unreachable,
+    /// An upstream could not be asked, or answered neither the page nor
+    /// 404/410; the upstreams after it were not asked, so a later index
+    /// can never stand in for an earlier one.
+    Failed {
+        /// One line naming it (redacted) and what failed.
+        error: String,
+    },
+    /// `--offline`: nobody was asked.
+    Offline,
 }
 
 /// When the project's directory last changed: a file that landed in it
@@ -59,7 +72,8 @@ pub struct Page {
     files: Arc<[FileEntry]>,
     html: OnceLock<Bytes>,
     json: OnceLock<Bytes>,
-    /// Whether anything knows the project (else: 404).
+    /// Whether anything knows the project (else: 404, or 502 when an
+    /// upstream failed).
     pub exists: bool,
     /// The upstream (URL without credentials) the files not in the tree
     /// come from: recorded with them when they are published.
@@ -69,6 +83,12 @@ pub struct Page {
 }
 
 impl Page {
+    /// What the upstreams said: which one the upstream files came from,
+    /// or why none could be asked.
+    pub fn answer(&self) -> &Answer {
+        &self.up.answer
+    }
+
     /// The entry of `filename`, if the page lists it.
     pub fn file(&self, filename: &str) -> Option<&FileEntry> {
         self.files
@@ -122,6 +142,8 @@ impl quick_cache::Weighter<String, Arc<Page>> for PageWeight {
 #[derive(Debug, Default)]
 struct Health {
     down_until: Option<Instant>,
+    /// What made it go down.
+    error: String,
 }
 
 type Pending = Shared<BoxFuture<'static, Arc<Page>>>;
@@ -210,7 +232,7 @@ impl Pages {
     fn fresh(&self, up: &Upstreamed) -> bool {
         match (&self.client, &up.answer) {
             (None, _) => true,
-            (Some(_), Answer::Unreachable) => up.at.elapsed() < RETRY_DOWN.min(self.ttl),
+            (Some(_), Answer::Failed { .. }) => up.at.elapsed() < RETRY_DOWN.min(self.ttl),
             (Some(_), _) => up.at.elapsed() < self.ttl,
         }
     }
@@ -255,7 +277,9 @@ impl Pages {
             let Ok(mut inflight) = self.inflight.lock() else {
                 let up = Arc::new(Upstreamed {
                     at: Instant::now(),
-                    answer: Answer::Unreachable,
+                    answer: Answer::Failed {
+                        error: "internal error: the table of fetches is poisoned".to_owned(),
+                    },
                 });
                 let tree = self.tree.project(project);
                 return Arc::new(self.render(project, up, &tree, self.dir_stamp(project)));
@@ -418,7 +442,7 @@ impl Pages {
 
     async fn ask_upstreams(&self, project: &str) -> Upstreamed {
         let answer = match &self.client {
-            None => Answer::Unreachable,
+            None => Answer::Offline,
             Some(client) => self.ask(client, project).await,
         };
         Upstreamed {
@@ -427,12 +451,25 @@ impl Pages {
         }
     }
 
+    /// Ask the upstreams in order; only a 404 or 410 passes to the next.
+    /// Any other failure of an earlier upstream (including being marked
+    /// down) is that project's answer: falling through to a later index
+    /// would let it serve a package of the same name in place of the
+    /// earlier one's (dependency confusion).
     async fn ask(&self, client: &Client, project: &str) -> Answer {
-        let mut failed = false;
+        let n = client.upstreams.len();
+        let not_next = |i: usize| {
+            if i + 1 < n {
+                "; not asking the next upstream"
+            } else {
+                ""
+            }
+        };
         for (i, up) in client.upstreams.iter().enumerate() {
-            if self.is_down(i) {
-                failed = true;
-                continue;
+            if let Some(last) = self.down_since(i) {
+                return Answer::Failed {
+                    error: format!("upstream {up} is down ({last}){}", not_next(i)),
+                };
             }
             let answer = {
                 let _permit = self.limit.acquire().await;
@@ -449,23 +486,22 @@ impl Pages {
                 PageAnswer::Missing => self.mark(i, None, up),
                 PageAnswer::Failed(e) => {
                     self.mark(i, Some(&e), up);
-                    failed = true;
+                    return Answer::Failed {
+                        error: format!("upstream {up}: {e}{}", not_next(i)),
+                    };
                 }
             }
         }
-        if failed {
-            Answer::Unreachable
-        } else {
-            Answer::Missing
-        }
+        Answer::Missing
     }
 
-    fn is_down(&self, i: usize) -> bool {
-        self.health
-            .lock()
-            .ok()
-            .and_then(|h| h.get(i).and_then(|h| h.down_until))
+    /// The error that marked upstream `i` down, while it is left alone.
+    fn down_since(&self, i: usize) -> Option<String> {
+        let health = self.health.lock().ok()?;
+        let h = health.get(i)?;
+        h.down_until
             .is_some_and(|t| Instant::now() < t)
+            .then(|| h.error.clone())
     }
 
     /// Record an upstream's health; one line when it goes down or comes
@@ -481,6 +517,7 @@ impl Pages {
                     log::warn!("upstream {up}: {e}; serving what the mirror tree has");
                 }
                 h.down_until = Some(Instant::now() + RETRY_DOWN);
+                e.clone_into(&mut h.error);
             }
             None => {
                 if h.down_until.take().is_some() {

@@ -1,8 +1,10 @@
 //! The upstream indexes: parsing `--upstream` URLs (credentials kept apart
-//! and never displayed), the HTTP client (rustls with the platform's CA
-//! roots, the environment's proxies), and fetching project pages.
+//! and never displayed), the HTTP clients (rustls with the platform's CA
+//! roots, the environment's proxies, one per upstream with its own
+//! [`Policy`] of what it may make us fetch), and fetching project pages.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +12,7 @@ use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use url::Url;
 
 use super::index::{self, FileEntry};
+use super::policy::{Policy, PolicyResolver, TEST_PUBLIC_UPSTREAMS_ENV};
 
 /// The upstream used when none is given.
 pub const DEFAULT_UPSTREAM: &str = "https://pypi.org/simple/";
@@ -125,10 +128,12 @@ pub enum PageAnswer {
     Failed(String),
 }
 
-/// The HTTP client and the list of upstreams, in priority order.
+/// The HTTP clients and the list of upstreams, in priority order.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    /// One client per upstream: each resolves names and follows redirects
+    /// under its upstream's policy.
+    http: Vec<(reqwest::Client, Arc<Policy>)>,
     /// The upstreams, first wins.
     pub upstreams: Vec<Upstream>,
 }
@@ -141,6 +146,8 @@ pub fn describe(e: &reqwest::Error) -> String {
         "timed out".to_owned()
     } else if e.is_connect() {
         "cannot connect".to_owned()
+    } else if e.is_redirect() {
+        "redirect not followed".to_owned()
     } else if e.is_body() || e.is_decode() {
         "broken transfer".to_owned()
     } else {
@@ -168,23 +175,41 @@ impl Client {
     pub fn new(upstreams: Vec<Upstream>, connect_timeout: Duration) -> Result<Self, String> {
         // Another part of the process may have installed one already.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("pypi-mirror-serve/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(connect_timeout)
-            .read_timeout(Duration::from_secs(60))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))?;
+        let forced_public =
+            std::env::var_os(TEST_PUBLIC_UPSTREAMS_ENV).is_some_and(|v| !v.is_empty());
+        let http = upstreams
+            .iter()
+            .map(|up| {
+                let policy = Arc::new(Policy::new(up, forced_public));
+                reqwest::Client::builder()
+                    .user_agent(concat!("pypi-mirror-serve/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(connect_timeout)
+                    .read_timeout(Duration::from_secs(60))
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .redirect(policy.redirects())
+                    .dns_resolver(PolicyResolver(policy.clone()))
+                    .build()
+                    .map(|c| (c, policy))
+                    .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self { http, upstreams })
     }
 
-    /// A GET of `url`, with the credentials of the upstream it belongs to.
-    pub fn get(&self, url: &Url) -> reqwest::RequestBuilder {
-        let mut req = self.http.get(url.clone());
-        if let Some((user, pass)) = self.upstreams.iter().find_map(|u| u.auth_for(url)) {
+    /// A GET of `url`, a URL upstream `i` gave (its page, a file or a
+    /// `.metadata` it lists), with that upstream's credentials if `url` is
+    /// on its origin; refused (one line, URL redacted) if upstream `i` may
+    /// not send us there.
+    pub fn get(&self, i: usize, url: &Url) -> Result<reqwest::RequestBuilder, String> {
+        let (Some((http, policy)), Some(up)) = (self.http.get(i), self.upstreams.get(i)) else {
+            return Err(format!("no upstream number {i}"));
+        };
+        policy.check_url(url)?;
+        let mut req = http.get(url.clone());
+        if let Some((user, pass)) = up.auth_for(url) {
             req = req.basic_auth(user, pass.as_ref());
         }
-        req
+        Ok(req)
     }
 
     /// Ask upstream `i` for the page of `project`.
@@ -195,8 +220,11 @@ impl Client {
         let Ok(url) = up.url.join(&format!("{project}/")) else {
             return PageAnswer::Missing;
         };
-        let resp = match self
-            .get(&url)
+        let req = match self.get(i, &url) {
+            Ok(r) => r,
+            Err(e) => return PageAnswer::Failed(e),
+        };
+        let resp = match req
             .header(ACCEPT, HeaderValue::from_static(PAGE_ACCEPT))
             .timeout(Duration::from_secs(120))
             .send()

@@ -598,3 +598,92 @@ pub fn proc_status_bytes(pid: u32, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
         * 1024
 }
+
+/// Status, headers and body of a [`Canned`] answer.
+pub type CannedReply = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A loopback HTTP server whose every answer a test writes: `reply(path)`
+/// gives status, headers and body (an index that fails, a page whose links
+/// the test controls, a file that redirects). Counts requests per path.
+pub struct Canned {
+    pub port: u16,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Canned {
+    pub fn start(reply: impl Fn(&str) -> CannedReply + Send + Sync + 'static) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let reply = Arc::new(reply);
+        let counted = hits.clone();
+        rt.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (reply, counted) = (reply.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                        let path = req.uri().path().to_owned();
+                        *counted.lock().unwrap().entry(path.clone()).or_default() += 1;
+                        let (status, headers, body) = reply(&path);
+                        let mut r = hyper::Response::builder().status(status);
+                        for (k, v) in headers {
+                            r = r.header(k, v);
+                        }
+                        let body = http_body_util::Full::new(Bytes::from(body));
+                        async move { Ok::<_, Infallible>(r.body(body).unwrap()) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self {
+            port,
+            hits,
+            rt: Some(rt),
+        }
+    }
+
+    /// Every request answered with `status` and a short text body.
+    pub fn status(status: u16) -> Self {
+        Self::start(move |_| (status, Vec::new(), b"canned".to_vec()))
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Requests for paths ending in `suffix`.
+    pub fn hits(&self, suffix: &str) -> usize {
+        let hits = self.hits.lock().unwrap();
+        hits.iter()
+            .filter(|(k, _)| k.ends_with(suffix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl Drop for Canned {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A loopback URL where nothing listens (a port just freed).
+pub fn refusing_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}/")
+}
