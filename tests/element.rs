@@ -18,7 +18,7 @@ use dib_pypi_tests::{
     assert_ok, assert_same_tree, build_mirror, host_port, is_mount_point, read, serve, text, Image,
     MiniImage,
 };
-use pypi_mirror::synth::{expected_output, module_name};
+use pypi_mirror_testkit::synth::{expected_output, module_name};
 
 const ROOT_D: &str = "root.d/50-pypi-mirror-mount";
 const PRE_INSTALL: &str = "pre-install.d/04-pypi-configure";

@@ -8,6 +8,7 @@
 // message, which is what expect/panic do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use pypi_mirror_testkit::BuildFrom;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
@@ -93,7 +94,7 @@ pub fn clean_command(program: impl AsRef<OsStr>) -> Command {
 /// release cannot change a result (the same as pypi-mirror's tests). pip
 /// in the chroot is the one Debian's python3 puts in its venvs, pinned by
 /// the distribution release.
-pub use pypi_mirror::testkit::UV_VERSION;
+pub use pypi_mirror_testkit::UV_VERSION;
 
 /// Directory holding the uv wheel ([`UV_VERSION`]) for this platform,
 /// downloaded from PyPI once and cached under target/.
@@ -142,11 +143,11 @@ pub fn build_mirror(out: &Path, projects: &[&str], with_uv: bool) {
     let wheels = out.with_extension("wheels");
     fs::create_dir_all(&wheels).unwrap();
     for p in projects {
-        pypi_mirror::synth::write_wheel(&wheels, p, "1.0").unwrap();
+        pypi_mirror_testkit::synth::write_wheel(&wheels, p, "1.0").unwrap();
     }
-    let mut opts = pypi_mirror::BuildOptions::new(out).from_dir(&wheels);
+    let mut opts = pypi_mirror::BuildOptions::new(out).with_source(&wheels);
     if with_uv {
-        opts = opts.from_dir(uv_wheel_dir());
+        opts = opts.with_source(uv_wheel_dir());
     }
     let report = pypi_mirror::build(&opts).unwrap();
     assert!(report.is_clean(), "{report:?}");
@@ -154,12 +155,12 @@ pub fn build_mirror(out: &Path, projects: &[&str], with_uv: bool) {
 
 /// A loopback http server over a directory (the mirror crate's test kit),
 /// with the host's python3.
-pub fn serve(dir: &Path) -> pypi_mirror::testkit::HttpServer {
-    pypi_mirror::testkit::HttpServer::start(dir, Path::new("python3")).unwrap()
+pub fn serve(dir: &Path) -> pypi_mirror_testkit::HttpServer {
+    pypi_mirror_testkit::HttpServer::start(dir, Path::new("python3")).unwrap()
 }
 
 /// `127.0.0.1:PORT` of a server, as pip's trusted-host lists it.
-pub fn host_port(server: &pypi_mirror::testkit::HttpServer) -> String {
+pub fn host_port(server: &pypi_mirror_testkit::HttpServer) -> String {
     server
         .url()
         .trim_start_matches("http://")

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pypi_mirror::{synth, testkit, AddOptions, BuildOptions};
+use pypi_mirror::{AddOptions, BuildOptions};
+use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -134,7 +135,7 @@ fn main() -> Res<()> {
         // pypi-mirror as a library call, into a fresh directory.
         let out = work.path().join(format!("mirror-{i}"));
         let t = Instant::now();
-        let report = pypi_mirror::build(&BuildOptions::new(&out).from_dir(&src))?;
+        let report = pypi_mirror::build(&BuildOptions::new(&out).with_source(&src))?;
         full.push(t.elapsed());
         if !report.is_clean() || report.files != written {
             return Err(format!("unexpected build report: {report:?}").into());
@@ -186,7 +187,7 @@ fn main() -> Res<()> {
                 .arg(&extras_cli[i]),
         )?);
         let t = Instant::now();
-        let report = pypi_mirror::build(&BuildOptions::new(&out).from_dir(&src))?;
+        let report = pypi_mirror::build(&BuildOptions::new(&out).with_source(&src))?;
         noop.push(t.elapsed());
         if report.hashed != 0 || !report.pages_written.is_empty() {
             return Err(format!("no-op rebuild did work: {report:?}").into());

@@ -21,7 +21,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pypi_mirror::serve::index;
-use pypi_mirror::{synth, testkit, BuildOptions};
+use pypi_mirror::BuildOptions;
+use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -439,7 +440,7 @@ fn upstream_tree(work: &Path, projects: usize) -> Res<(PathBuf, Vec<String>)> {
         }
     }
     let up = work.join("upstream");
-    let report = pypi_mirror::build(&BuildOptions::new(&up).from_dir(&src))?;
+    let report = pypi_mirror::build(&BuildOptions::new(&up).with_source(&src))?;
     if !report.is_clean() {
         return Err("upstream tree has problems".into());
     }

@@ -58,14 +58,6 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// [`percent_encode`] for a whole path: `/` separators are kept.
-pub fn percent_encode_path(path: &str) -> String {
-    path.split('/')
-        .map(percent_encode)
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,22 +12,19 @@
 //! ```
 //!
 //! [`build()`] indexes directories, [`add`] single files; both rewrite only the
-//! pages of projects that changed, each page atomically. [`synth`] writes
-//! small installable distributions for tests and benchmarks.
+//! pages of projects that changed, each page atomically.
 
-pub mod build;
 pub mod elements;
 mod fsutil;
 pub mod html;
 pub mod index;
+pub mod indexer;
 pub mod metadata;
 pub mod name;
 pub mod serve;
 pub mod state;
-pub mod synth;
-pub mod testkit;
 
-pub use build::{
+pub use indexer::{
     add, add_with, build, relist, suspend_progress, AddOptions, BuildOptions, Error, Listed,
     Problem, ProblemKind, Report, STATE_DIR,
 };

@@ -245,25 +245,6 @@ mod tests {
     }
 
     #[test]
-    fn extracts_metadata_from_synthetic_wheel_and_sdists() {
-        let dir = tempfile::tempdir().unwrap();
-        let whl = crate::synth::write_wheel(dir.path(), "Foo.Bar", "1.2").unwrap();
-        let fname = whl.file_name().unwrap().to_str().unwrap().to_owned();
-        let bytes = std::fs::read(&whl).unwrap();
-        let md = wheel_metadata(Cursor::new(&bytes), &fname).unwrap();
-        let parsed = parse(&md);
-        assert_eq!(parsed.name.as_deref(), Some("Foo.Bar"));
-        assert_eq!(parsed.version.as_deref(), Some("1.2"));
-        assert_eq!(parsed.requires_python.as_deref(), Some(">=3.8"));
-
-        let sdist = crate::synth::write_sdist(dir.path(), "Foo.Bar", "1.2").unwrap();
-        let md = targz_pkg_info(std::fs::File::open(&sdist).unwrap())
-            .unwrap()
-            .unwrap();
-        assert_eq!(parse(&md).name.as_deref(), Some("Foo.Bar"));
-    }
-
-    #[test]
     fn broken_and_empty_archives_are_errors() {
         let err = wheel_metadata(Cursor::new(b"not a zip".to_vec()), "x-1-py3-none-any.whl");
         assert!(matches!(err, Err(MetadataError::Zip(_))), "{err:?}");

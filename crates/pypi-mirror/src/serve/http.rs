@@ -303,7 +303,7 @@ async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Bod
     match fetched {
         Ok(body) => {
             if let Some(sha) = sha {
-                if crate::build::sha256_hex(&body) != *sha {
+                if crate::indexer::sha256_hex(&body) != *sha {
                     log::warn!("{project}/{filename}.metadata: sha256 mismatch with the page");
                     return text(
                         StatusCode::BAD_GATEWAY,

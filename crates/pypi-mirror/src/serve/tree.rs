@@ -158,40 +158,59 @@ fn regroup(inner: &mut Inner, entries: BTreeMap<String, Entry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use crate::state::{Listing, Record, Stamp};
 
-    fn add(out: &Path, src: &Path, name: &str, version: &str) {
-        let f = crate::synth::write_wheel(src, name, version).unwrap();
-        crate::add(out, &[f]).unwrap();
+    fn entry(project: &str, version: &str) -> Entry {
+        Entry {
+            filename: format!("{project}-{version}-py3-none-any.whl"),
+            project: project.to_owned(),
+            sha256: "00".repeat(32),
+            stamp: Stamp {
+                dev: 1,
+                ino: 2,
+                size: 3,
+                mtime: 4,
+                mtime_nsec: 5,
+            },
+            metadata_sha256: None,
+            requires_python: None,
+            source: PathBuf::from("/src"),
+            recorded: true,
+            listing: Listing::default(),
+        }
     }
 
     #[test]
     fn follows_appends_and_rewrites_and_bumps_only_changed_projects() {
         let dir = tempfile::tempdir().unwrap();
-        let (out, src) = (dir.path().join("out"), dir.path().join("src"));
-        fs::create_dir_all(&src).unwrap();
-        let view = TreeView::new(out.join(crate::STATE_DIR).join("state"));
+        let log = dir.path().join("state");
+        let view = TreeView::new(log.clone());
         assert!(view.project("a").entries.is_empty());
-        add(&out, &src, "a", "1.0");
-        add(&out, &src, "b", "1.0");
-        let (a1, b1) = (view.project("a"), view.project("b"));
-        assert_eq!(a1.entries.len(), 1);
-        add(&out, &src, "a", "2.0");
-        let (a2, b2) = (view.project("a"), view.project("b"));
-        assert_eq!(a2.entries.len(), 2);
-        assert!(a2.generation > a1.generation);
-        assert_eq!(b2.generation, b1.generation);
+        let (a1, b1) = (entry("a", "1.0"), entry("b", "1.0"));
+        state::append(&log, &[Record::Put(&a1), Record::Put(&b1)]).unwrap();
+        let (pa, pb) = (view.project("a"), view.project("b"));
+        assert_eq!(pa.entries, std::slice::from_ref(&a1));
+        // A torn last line is not read, then read once complete.
+        let a2 = entry("a", "2.0");
+        let mut line = state::render([&a2]);
+        line.drain(..line.iter().position(|&b| b == b'\n').unwrap() + 1);
+        let (head, tail) = line.split_at(10);
+        let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        io::Write::write_all(&mut f, head).unwrap();
+        assert_eq!(view.project("a").entries.len(), 1);
+        io::Write::write_all(&mut f, tail).unwrap();
+        let (pa2, pb2) = (view.project("a"), view.project("b"));
+        assert_eq!(pa2.entries, [a1.clone(), a2.clone()]);
+        assert!(pa2.generation > pa.generation);
+        assert_eq!(pb2.generation, pb.generation);
         // A compacted log is a new file: same records, same view.
-        let log = out.join(crate::STATE_DIR).join("state");
-        let state = State::load(&log).unwrap();
-        assert_eq!(state.entries.len(), 3);
         let tmp = log.with_extension("tmp");
-        fs::write(&tmp, state::render(state.entries.values())).unwrap();
+        fs::write(&tmp, state::render([&a1, &a2, &b1])).unwrap();
         fs::rename(&tmp, &log).unwrap();
-        assert_eq!(view.project("a").entries, a2.entries);
-        assert_eq!(view.project("a").generation, a2.generation);
-        let mut names = view.project_names();
-        names.sort();
-        assert_eq!(names, ["a", "b"]);
+        assert_eq!(view.project("a").entries, pa2.entries);
+        assert_eq!(view.project("a").generation, pa2.generation);
+        state::append(&log, &[Record::Delete(&b1.filename)]).unwrap();
+        assert!(view.project("b").entries.is_empty());
+        assert_eq!(view.project_names(), ["a"]);
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use pypi_mirror_testkit::{synth, BuildFrom};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fs;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use pypi_mirror::{synth, BuildOptions};
+use pypi_mirror::BuildOptions;
 
 /// A temp dir under target/ with `up/` (a PEP 503 tree built by
 /// pypi-mirror from synthetic wheels: synth-alpha 1.0 and 2.0 (needs
@@ -32,7 +33,7 @@ pub struct Trees {
 pub fn trees() -> Trees {
     let tmp = tempfile::Builder::new()
         .prefix("pypi-mirror-serve-")
-        .tempdir_in(pypi_mirror::testkit::target_dir())
+        .tempdir_in(pypi_mirror_testkit::target_dir())
         .unwrap();
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
@@ -49,7 +50,7 @@ pub fn trees() -> Trees {
     .unwrap();
     synth::write_sdist(&src, "synth_gamma", "1.0").unwrap();
     let up = tmp.path().join("up");
-    let report = pypi_mirror::build(&BuildOptions::new(&up).from_dir(&src)).unwrap();
+    let report = pypi_mirror::build(&BuildOptions::new(&up).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let out = tmp.path().join("out");
     Trees { tmp, up, out }
@@ -60,7 +61,7 @@ pub const BETA_WHEEL: &str = "synth_beta-1.0-py3-none-any.whl";
 
 /// sha256 hex of a file.
 pub fn sha256_file(path: &Path) -> String {
-    pypi_mirror::build::sha256_hex(&fs::read(path).unwrap())
+    pypi_mirror::indexer::sha256_hex(&fs::read(path).unwrap())
 }
 
 /// A running `pypi-mirror serve`, stopped with SIGTERM by [`Serve::stop`]

@@ -6,14 +6,15 @@
 // Helpers outside #[test] functions fail loudly on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pypi_mirror::build::sha256_hex;
-use pypi_mirror::{add, add_with, build, synth, testkit, AddOptions, BuildOptions, ProblemKind};
+use pypi_mirror::indexer::sha256_hex;
+use pypi_mirror::{add, add_with, build, AddOptions, BuildOptions, ProblemKind};
 
 const ALPHA: &str = "alpha-1.0-py3-none-any.whl";
 const BETA: &str = "beta-1.0-py3-none-any.whl";
@@ -73,7 +74,7 @@ fn mirror_of_two() -> (tempfile::TempDir, PathBuf, PathBuf) {
     fs::create_dir_all(&src).unwrap();
     synth::write_wheel(&src, "alpha", "1.0").unwrap();
     synth::write_wheel(&src, "beta", "1.0").unwrap();
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert_eq!(report.added, [ALPHA, BETA]);
     (tmp, src, out)
 }
@@ -120,7 +121,7 @@ fn prune_removes_nothing_when_a_file_was_skipped_and_says_what_it_would_remove()
 
     // Once the source is fixed, the same command prunes.
     fs::remove_file(src.join("broken-1.0-py3-none-any.whl")).unwrap();
-    let mut opts = BuildOptions::new(&out).from_dir(&src);
+    let mut opts = BuildOptions::new(&out).with_source(&src);
     opts.prune = true;
     let report = build(&opts).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
@@ -136,7 +137,7 @@ fn an_unreadable_file_in_a_source_withholds_prune_too() {
     // unmounted disk): it is not readable, so not known to be gone.
     fs::remove_file(src.join(BETA)).unwrap();
     std::os::unix::fs::symlink(tmp.path().join("gone").join(BETA), src.join(BETA)).unwrap();
-    let mut opts = BuildOptions::new(&out).from_dir(&src);
+    let mut opts = BuildOptions::new(&out).with_source(&src);
     opts.prune = true;
     let report = build(&opts).unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
@@ -163,7 +164,7 @@ fn recorded_files_survive_prune_unless_prune_recorded_says_so() {
     // Re-indexing the tree itself must not lose the mark.
     assert!(build(&BuildOptions::new(&out)).unwrap().is_clean());
 
-    let mut prune = BuildOptions::new(&out).from_dir(&src);
+    let mut prune = BuildOptions::new(&out).with_source(&src);
     prune.prune = true;
     let report = build(&prune).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
@@ -214,7 +215,7 @@ fn dry_run_tells_what_would_change_and_changes_nothing() {
 
     // The same without --prune removes nothing; and the real run then does
     // what the dry run said.
-    let mut opts = BuildOptions::new(&out).from_dir(&src);
+    let mut opts = BuildOptions::new(&out).with_source(&src);
     opts.dry_run = true;
     let report = build(&opts).unwrap();
     assert!(report.dry_run && report.removed.is_empty());
@@ -233,7 +234,7 @@ fn dry_run_tells_what_would_change_and_changes_nothing() {
 
     // A dry run into a mirror that does not exist does not create it.
     let fresh = tmp.path().join("fresh");
-    let mut opts = BuildOptions::new(&fresh).from_dir(&src);
+    let mut opts = BuildOptions::new(&fresh).with_source(&src);
     opts.dry_run = true;
     let report = build(&opts).unwrap();
     assert_eq!(report.added.len(), 2);
@@ -378,7 +379,7 @@ fn a_damaged_tree_copy_is_dropped_from_the_index_but_never_deleted() {
 
     let other = tmp.path().join("other");
     fs::create_dir_all(&other).unwrap();
-    let report = build(&BuildOptions::new(&out).from_dir(&other)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&other)).unwrap();
     assert_eq!(report.removed, ["gamma-1.0-py3-none-any.whl"]);
     assert!(placed.exists(), "the wheel itself must stay");
     assert!(!fs::read_to_string(out.join("index.html"))
@@ -406,12 +407,12 @@ fn pip_installs_a_recorded_file_after_prune() {
     fs::create_dir_all(&cache).unwrap();
     synth::write_wheel(&src, "synth-local", "1.0").unwrap();
     let fetched = synth::write_wheel(&cache, "synth-fetched", "1.0").unwrap();
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     let mut opts = AddOptions::new(&out, [&fetched]);
     opts.recorded = true;
     assert!(add_with(&opts).unwrap().is_clean());
     fs::remove_dir_all(&cache).unwrap();
-    let mut prune = BuildOptions::new(&out).from_dir(&src);
+    let mut prune = BuildOptions::new(&out).with_source(&src);
     prune.prune = true;
     assert!(build(&prune).unwrap().removed.is_empty());
 

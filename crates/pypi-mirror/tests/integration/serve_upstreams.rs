@@ -8,11 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod serve_common;
-
 use std::time::{Duration, Instant};
 
-use serve_common::*;
+use crate::serve_common::*;
 
 const PUBLIC: &str = "PYPI_MIRROR_TEST_UPSTREAMS_ARE_PUBLIC";
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 
-use crate::name;
+use pypi_mirror::name;
 
 /// What to put into a synthetic distribution. [`Spec::new`] gives the
 /// defaults used by [`write_wheel`] and [`write_sdist`].

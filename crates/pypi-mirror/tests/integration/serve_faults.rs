@@ -4,15 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod serve_common;
-
+use pypi_mirror_testkit::synth;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serve_common::*;
+use crate::serve_common::*;
 
 fn up_args(up: &FakeUpstream) -> Vec<String> {
     vec!["--upstream".into(), up.url()]
@@ -30,7 +29,7 @@ fn many_upstream(t: &Trees, n: usize) -> Vec<PathBuf> {
     let src = t.tmp.path().join("many");
     fs::create_dir_all(&src).unwrap();
     let files: Vec<_> = (0..n)
-        .map(|i| pypi_mirror::synth::write_wheel(&src, "many", &format!("1.{i}")).unwrap())
+        .map(|i| synth::write_wheel(&src, "many", &format!("1.{i}")).unwrap())
         .collect();
     pypi_mirror::add(&t.up, &files).unwrap();
     files
@@ -372,7 +371,7 @@ fn twenty_clients_read_a_big_file_while_it_arrives_at_full_speed() {
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     fs::write(dir.join(name), &data).unwrap();
-    let sha = pypi_mirror::build::sha256_hex(&data);
+    let sha = pypi_mirror::indexer::sha256_hex(&data);
     fs::write(
         dir.join("index.html"),
         format!("<a href=\"{name}#sha256={sha}\">{name}</a>"),

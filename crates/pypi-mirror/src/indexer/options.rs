@@ -47,12 +47,6 @@ impl BuildOptions {
             jobs: 0,
         }
     }
-
-    /// Add a source directory.
-    pub fn from_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.from.push(dir.into());
-        self
-    }
 }
 
 /// Options of an incremental `add`.

@@ -4,14 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod serve_common;
-
+use pypi_mirror_testkit::synth;
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::serve_common::*;
 use serde_json::Value;
-use serve_common::*;
 
 const JSON: &str = "application/vnd.pypi.simple.v1+json";
 
@@ -84,7 +83,7 @@ fn pages_keep_hashes_requires_python_yanked_and_metadata_in_html_and_json() {
     // .metadata before the file is in the tree comes from upstream, checked.
     let md = serve.get(&format!("/simple/synth-alpha/{ALPHA_WHEEL}.metadata"));
     assert_eq!(md.status, 200);
-    assert_eq!(pypi_mirror::build::sha256_hex(&md.body), md_sha);
+    assert_eq!(pypi_mirror::indexer::sha256_hex(&md.body), md_sha);
     // Nothing acceptable: 406. A non-normalized name: a redirect.
     assert_eq!(
         get(
@@ -136,7 +135,7 @@ fn the_first_upstream_that_has_the_project_wins() {
     // The first upstream has synth-alpha only, with a version of its own.
     fs::remove_dir_all(t1.up.join("synth-beta")).unwrap();
     fs::remove_dir_all(t1.up.join("synth-gamma")).unwrap();
-    let extra = pypi_mirror::synth::write_wheel(t1.tmp.path(), "synth-alpha", "1.5").unwrap();
+    let extra = synth::write_wheel(t1.tmp.path(), "synth-alpha", "1.5").unwrap();
     pypi_mirror::add(&t1.up, &[extra]).unwrap();
     let first = FakeUpstream::start(&t1.up);
     let second = FakeUpstream::start(&t2.up);
@@ -166,7 +165,7 @@ fn pages_are_kept_for_the_ttl_then_fetched_again() {
     assert!(!serve.get("/simple/synth-beta/").text().contains("2.0"));
     let dir = t.tmp.path().join("new");
     fs::create_dir_all(&dir).unwrap();
-    let whl = pypi_mirror::synth::write_wheel(&dir, "synth-beta", "2.0").unwrap();
+    let whl = synth::write_wheel(&dir, "synth-beta", "2.0").unwrap();
     pypi_mirror::add(&t.up, &[whl]).unwrap();
     assert!(!serve
         .get("/simple/synth-beta/")

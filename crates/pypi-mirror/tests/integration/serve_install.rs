@@ -3,17 +3,15 @@
 //! upstream gone, then from `file://` of the tree serve left behind.
 //!
 //! Needs python3 (with venv) and the package registry once, to create the
-//! cached tool venv under target/ (see `pypi_mirror::testkit`).
+//! cached tool venv under target/ (see `pypi_mirror_testkit`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod serve_common;
-
+use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
 use std::path::Path;
 use std::process::Output;
 
-use pypi_mirror::{synth, testkit};
-use serve_common::*;
+use crate::serve_common::*;
 
 fn check(out: Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -169,7 +167,7 @@ fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
     // lack it keeps it (the files may be fetchable nowhere else later).
     let empty = root.join("no-sources");
     std::fs::create_dir_all(&empty).unwrap();
-    let mut prune = pypi_mirror::BuildOptions::new(&t.out).from_dir(&empty);
+    let mut prune = pypi_mirror::BuildOptions::new(&t.out).with_source(&empty);
     prune.prune = true;
     let report = pypi_mirror::build(&prune).unwrap();
     assert!(report.removed.is_empty(), "{report:?}");

@@ -4,14 +4,15 @@
 // Helpers outside #[test] functions fail loudly on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use pypi_mirror_testkit::{synth, BuildFrom};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use pypi_mirror::build::sha256_hex;
-use pypi_mirror::{add, build, synth, BuildOptions, ProblemKind};
+use pypi_mirror::indexer::sha256_hex;
+use pypi_mirror::{add, build, BuildOptions, ProblemKind};
 
 fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
@@ -55,7 +56,7 @@ fn builds_a_pep_503_tree_with_hashes_and_core_metadata() {
     synth::write_wheel(&src, "baz", "2.0").unwrap();
     fs::write(src.join("README.txt"), "not an archive").unwrap();
 
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!((report.files, report.projects), (3, 2));
     assert!(report.root_written);
@@ -102,12 +103,12 @@ fn rerun_without_changes_reads_and_writes_nothing() {
     for i in 0..5 {
         synth::write_wheel(&src, &format!("p{i}"), "1.0").unwrap();
     }
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     let before = [
         identity(&out.join("index.html")),
         identity(&out.join("p3/index.html")),
     ];
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert_eq!(report.hashed, 0);
     assert_eq!(report.unchanged, 5);
     assert!(report.pages_written.is_empty() && !report.root_written && report.added.is_empty());
@@ -125,11 +126,11 @@ fn rerun_without_changes_reads_and_writes_nothing() {
         .unwrap()
         .set_modified(SystemTime::now() + Duration::from_secs(5))
         .unwrap();
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert_eq!(report.hashed, 1);
     assert!(report.pages_written.is_empty() && report.updated.is_empty());
     assert_eq!(
-        build(&BuildOptions::new(&out).from_dir(&src))
+        build(&BuildOptions::new(&out).with_source(&src))
             .unwrap()
             .hashed,
         0
@@ -141,7 +142,7 @@ fn add_touches_only_the_changed_project() {
     let (tmp, src, out) = dirs();
     synth::write_wheel(&src, "alpha", "1.0").unwrap();
     synth::write_wheel(&src, "beta", "1.0").unwrap();
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     let root_before = identity(&out.join("index.html"));
     let beta_before = identity(&out.join("beta/index.html"));
 
@@ -170,7 +171,7 @@ fn add_touches_only_the_changed_project() {
     // Adding the same file again is a no-op; a later build keeps added files.
     let report = add(&out, &[new]).unwrap();
     assert!(report.added.is_empty() && report.pages_written.is_empty());
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert_eq!(report.files, 4);
     assert!(report.removed.is_empty());
 }
@@ -179,9 +180,9 @@ fn add_touches_only_the_changed_project() {
 fn no_temporary_files_are_left_behind() {
     let (_tmp, src, out) = dirs();
     synth::write_wheel(&src, "alpha", "1.0").unwrap();
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     synth::write_wheel(&src, "alpha", "1.1").unwrap();
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     let mut names: Vec<String> = fs::read_dir(out.join("alpha"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -229,9 +230,9 @@ fn bad_files_are_reported_and_the_rest_indexed() {
 
     let report = build(
         &BuildOptions::new(&out)
-            .from_dir(&src)
-            .from_dir(&other)
-            .from_dir(&third),
+            .with_source(&src)
+            .with_source(&other)
+            .with_source(&third),
     )
     .unwrap();
     assert_eq!(report.files, 1, "{report:?}");
@@ -318,7 +319,7 @@ fn legacy_zip_sdist_and_sdist_without_pkg_info() {
         .unwrap();
     t.into_inner().unwrap().finish().unwrap();
 
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let page = read(out.join("legacy-pkg/index.html"));
     assert!(
@@ -334,7 +335,7 @@ fn rebuilt_file_at_same_path_replaces_and_prune_removes() {
     let (_tmp, src, out) = dirs();
     let a = synth::write_wheel(&src, "alpha", "1.0").unwrap();
     synth::write_wheel(&src, "beta", "1.0").unwrap();
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
 
     // Rebuilt in place with different metadata: replaced, not a conflict.
     fs::remove_file(&a).unwrap();
@@ -343,7 +344,7 @@ fn rebuilt_file_at_same_path_replaces_and_prune_removes() {
         &synth::Spec::new("alpha", "1.0").requires_python(Some(">=3.10")),
     )
     .unwrap();
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.updated, ["alpha-1.0-py3-none-any.whl"]);
     assert_eq!(report.pages_written, ["alpha"]);
@@ -351,9 +352,9 @@ fn rebuilt_file_at_same_path_replaces_and_prune_removes() {
 
     // Without --prune a vanished source keeps its file; with it, it goes.
     fs::remove_file(src.join("beta-1.0-py3-none-any.whl")).unwrap();
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert_eq!(report.files, 2);
-    let mut opts = BuildOptions::new(&out).from_dir(&src);
+    let mut opts = BuildOptions::new(&out).with_source(&src);
     opts.prune = true;
     let report = build(&opts).unwrap();
     assert_eq!(report.removed, ["beta-1.0-py3-none-any.whl"]);
@@ -366,10 +367,10 @@ fn rebuilt_file_at_same_path_replaces_and_prune_removes() {
 fn deleted_pages_and_files_in_the_tree_are_repaired() {
     let (_tmp, src, out) = dirs();
     synth::write_wheel(&src, "alpha", "1.0").unwrap();
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     fs::remove_file(out.join("alpha/index.html")).unwrap();
     fs::remove_file(out.join("alpha/alpha-1.0-py3-none-any.whl.metadata")).unwrap();
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert!(report.is_clean());
     assert_eq!(report.updated, ["alpha-1.0-py3-none-any.whl"]);
     assert!(out.join("alpha/index.html").exists());
@@ -400,8 +401,8 @@ fn mirror_nested_in_a_source_dir_is_not_indexed_into_itself() {
     let src = tmp.path().to_owned();
     let out = src.join("mirror");
     synth::write_wheel(&src, "alpha", "1.0").unwrap();
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!((report.files, report.hashed), (1, 0));
 }
@@ -414,7 +415,7 @@ fn symlinked_sources_are_linked_by_target_not_as_symlinks() {
     let whl = synth::write_wheel(&real, "alpha", "1.0").unwrap();
     let name = whl.file_name().unwrap();
     std::os::unix::fs::symlink(&whl, src.join(name)).unwrap();
-    let report = build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let placed = out.join("alpha").join(name);
     let md = fs::symlink_metadata(&placed).unwrap();
@@ -454,14 +455,14 @@ fn copies_when_hard_links_are_impossible() {
         return;
     };
     let src = tempfile::tempdir_in(shm).unwrap();
-    let out_parent = tempfile::tempdir_in(pypi_mirror::testkit::target_dir()).unwrap();
+    let out_parent = tempfile::tempdir_in(pypi_mirror_testkit::target_dir()).unwrap();
     if fs::metadata(out_parent.path()).unwrap().dev() == shm_md.dev() {
         eprintln!("/dev/shm is on the target's file system, skipping");
         return;
     }
     let whl = synth::write_wheel(src.path(), "alpha", "1.0").unwrap();
     let out = out_parent.path().join("out");
-    let report = build(&BuildOptions::new(&out).from_dir(src.path())).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(src.path())).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let placed = out.join("alpha").join(whl.file_name().unwrap());
     assert_ne!(
@@ -470,7 +471,7 @@ fn copies_when_hard_links_are_impossible() {
     );
     assert_eq!(fs::read(&placed).unwrap(), fs::read(&whl).unwrap());
     // The source's stamp is what is remembered, so a re-run is a no-op.
-    let report = build(&BuildOptions::new(&out).from_dir(src.path())).unwrap();
+    let report = build(&BuildOptions::new(&out).with_source(src.path())).unwrap();
     assert_eq!(report.hashed, 0);
 }
 
@@ -478,7 +479,7 @@ fn copies_when_hard_links_are_impossible() {
 fn readers_never_see_a_partial_page() {
     let (tmp, src, out) = dirs();
     synth::write_wheel(&src, "alpha", "0.1").unwrap();
-    build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     let page = out.join("alpha/index.html");
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -524,7 +525,7 @@ fn concurrent_runs_on_one_mirror_are_serialised() {
         for src in &srcs {
             let out = &out;
             s.spawn(move || {
-                let r = build(&BuildOptions::new(out).from_dir(src)).unwrap();
+                let r = build(&BuildOptions::new(out).with_source(src)).unwrap();
                 assert!(r.is_clean(), "{:?}", r.problems);
             });
         }
@@ -534,9 +535,31 @@ fn concurrent_runs_on_one_mirror_are_serialised() {
     assert_eq!(root.matches("<a href=").count(), 60, "{root}");
     let report = build(
         &BuildOptions::new(&out)
-            .from_dir(&srcs[0])
-            .from_dir(&srcs[1]),
+            .with_source(&srcs[0])
+            .with_source(&srcs[1]),
     )
     .unwrap();
     assert_eq!((report.files, report.hashed), (60, 0));
+}
+
+#[test]
+fn extracts_metadata_from_synthetic_wheel_and_sdists() {
+    let dir = tempfile::tempdir().unwrap();
+    let whl = synth::write_wheel(dir.path(), "Foo.Bar", "1.2").unwrap();
+    let fname = whl.file_name().unwrap().to_str().unwrap().to_owned();
+    let bytes = std::fs::read(&whl).unwrap();
+    let md = pypi_mirror::metadata::wheel_metadata(std::io::Cursor::new(&bytes), &fname).unwrap();
+    let parsed = pypi_mirror::metadata::parse(&md);
+    assert_eq!(parsed.name.as_deref(), Some("Foo.Bar"));
+    assert_eq!(parsed.version.as_deref(), Some("1.2"));
+    assert_eq!(parsed.requires_python.as_deref(), Some(">=3.8"));
+
+    let sdist = synth::write_sdist(dir.path(), "Foo.Bar", "1.2").unwrap();
+    let md = pypi_mirror::metadata::targz_pkg_info(std::fs::File::open(&sdist).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        pypi_mirror::metadata::parse(&md).name.as_deref(),
+        Some("Foo.Bar")
+    );
 }

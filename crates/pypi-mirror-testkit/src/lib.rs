@@ -1,9 +1,13 @@
-//! Test and benchmark support: a cached Python tool venv (pip, uv, pip2pi),
-//! child commands isolated from the host's pip/uv configuration, and a
-//! bounded local HTTP server.
+//! Test and benchmark support for `pypi-mirror` and the element's tests: a
+//! cached Python tool venv (pip, uv, pip2pi), child commands isolated from
+//! the host's pip/uv configuration, a bounded local HTTP server, and
+//! [`synth`]etic distributions.
 //!
-//! Not used by the mirror builder itself; it lives in the library so every
-//! test suite of the workspace can drive real installers the same way.
+//! A crate of its own, a dev-dependency only, so none of it ships in the
+//! `pypi-mirror` library or binary; every test suite of the workspace
+//! drives real installers the same way through it.
+
+pub mod synth;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -273,9 +277,32 @@ impl Drop for HttpServer {
 /// `file://` URL of an absolute directory, with a trailing slash.
 pub fn file_url(dir: &Path) -> String {
     let mut s = String::from("file://");
-    s.push_str(&crate::html::percent_encode_path(&dir.to_string_lossy()));
+    // Path separators stay, everything a URL path would misread is escaped.
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    s.extend(percent_encoding::utf8_percent_encode(
+        &dir.to_string_lossy(),
+        SEGMENT,
+    ));
     if !s.ends_with('/') {
         s.push('/');
     }
     s
+}
+
+/// `BuildOptions::from_dir` for tests: a build of one source directory.
+pub trait BuildFrom {
+    /// Add a source directory.
+    fn with_source(self, dir: impl Into<PathBuf>) -> Self;
+}
+
+impl BuildFrom for pypi_mirror::BuildOptions {
+    fn with_source(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.from.push(dir.into());
+        self
+    }
 }

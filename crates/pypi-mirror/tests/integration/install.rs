@@ -2,16 +2,17 @@
 //! `file://` and over HTTP, with the host's installer configuration scrubbed.
 //!
 //! Needs python3 (with venv) and the package registry once, to create the
-//! cached tool venv under target/ (see `pypi_mirror::testkit`).
+//! cached tool venv under target/ (see `pypi_mirror_testkit`).
 
 // Helpers outside #[test] functions fail loudly on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pypi_mirror::{synth, testkit, BuildOptions};
+use pypi_mirror::BuildOptions;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -42,7 +43,7 @@ fn fixture() -> Fixture {
     .unwrap();
     synth::write_sdist(&src, "synth_gamma", "1.0").unwrap();
     let out = root.join("mirror");
-    let report = pypi_mirror::build(&BuildOptions::new(&out).from_dir(&src)).unwrap();
+    let report = pypi_mirror::build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     assert_eq!(report.files, 4);
     Fixture {

@@ -7,14 +7,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod serve_common;
-
+use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use pypi_mirror::{synth, testkit, BuildOptions};
+use crate::serve_common::*;
+use pypi_mirror::BuildOptions;
 use serde_json::{json, Value};
-use serve_common::*;
 
 const JSON: &str = "application/vnd.pypi.simple.v1+json";
 
@@ -35,7 +34,7 @@ fn alpha_trees() -> Trees {
     )
     .unwrap();
     let up = tmp.path().join("up");
-    let report = pypi_mirror::build(&BuildOptions::new(&up).from_dir(&src)).unwrap();
+    let report = pypi_mirror::build(&BuildOptions::new(&up).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let out = tmp.path().join("out");
     Trees { tmp, up, out }
@@ -366,7 +365,7 @@ fn a_project_taken_from_one_upstream_is_never_taken_from_another() {
     let src = t.tmp.path().join("other-src");
     fs::create_dir_all(&src).unwrap();
     synth::write_wheel(&src, "synth-beta", "6.6.6").unwrap();
-    pypi_mirror::build(&BuildOptions::new(&other).from_dir(&src)).unwrap();
+    pypi_mirror::build(&BuildOptions::new(&other).with_source(&src)).unwrap();
     let second = FakeUpstream::start(&other);
     let serve = Serve::start(&t.out, &["--upstream", &second.url()]);
     let page = serve.get("/simple/synth-beta/");

@@ -3,11 +3,10 @@
 // Helpers outside #[test] functions fail loudly on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use pypi_mirror_testkit::synth;
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-use pypi_mirror::synth;
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pypi-mirror"));
