@@ -7,10 +7,11 @@
 // Helpers outside #[test] functions fail loudly on purpose.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
+use crate::installers::*;
+use pypi_mirror_testkit::{self as testkit, BuildFrom};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
 use pypi_mirror::BuildOptions;
 
@@ -30,18 +31,7 @@ fn fixture() -> Fixture {
     let root = tmp.path().to_owned();
     let src = root.join("src");
     fs::create_dir_all(&src).unwrap();
-    synth::write_wheel(&src, "Synth.Alpha", "1.0").unwrap();
-    synth::write_wheel_spec(
-        &src,
-        &synth::Spec::new("Synth.Alpha", "2.0").requires_python(Some(">=4")),
-    )
-    .unwrap();
-    synth::write_wheel_spec(
-        &src,
-        &synth::Spec::new("synth-beta", "1.0").requires("synth.alpha>=1"),
-    )
-    .unwrap();
-    synth::write_sdist(&src, "synth_gamma", "1.0").unwrap();
+    write_synth_set(&src);
     let out = root.join("mirror");
     let report = pypi_mirror::build(&BuildOptions::new(&out).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
@@ -51,84 +41,6 @@ fn fixture() -> Fixture {
         root,
         out,
     }
-}
-
-fn check(out: Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    format!("{stdout}\n{stderr}")
-}
-
-/// Import the three synthetic packages from `target` and compare what they
-/// say with what synth promises.
-fn assert_installed(tools: &testkit::Tools, target: &Path) {
-    let out = testkit::isolated(&tools.python)
-        .env("PYTHONPATH", target)
-        .args([
-            "-c",
-            "import synth_alpha, synth_beta, synth_gamma\n\
-             for m in (synth_alpha, synth_beta, synth_gamma): print(m.hello())",
-        ])
-        .output()
-        .unwrap();
-    let text = check(out, "import");
-    for (name, version) in [
-        ("Synth.Alpha", "1.0"),
-        ("synth-beta", "1.0"),
-        ("synth_gamma", "1.0"),
-    ] {
-        let line = synth::expected_output(name, version);
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing {line:?} in {text}"
-        );
-    }
-    // `python -m` works too (the __main__ module is installed).
-    let out = testkit::isolated(&tools.python)
-        .env("PYTHONPATH", target)
-        .args(["-m", "synth_beta"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        check(out, "python -m").trim(),
-        synth::expected_output("synth-beta", "1.0")
-    );
-}
-
-fn pip_install(tools: &testkit::Tools, index: &str, target: &Path) -> String {
-    let out = tools
-        .pip()
-        .args([
-            "install",
-            "-v",
-            "--no-cache-dir",
-            "--index-url",
-            index,
-            "--target",
-        ])
-        .arg(target)
-        .args(["synth-beta", "synth-gamma"])
-        .output()
-        .unwrap();
-    check(out, "pip install")
-}
-
-fn uv_install(tools: &testkit::Tools, index: &str, target: &Path) -> String {
-    let out = tools
-        .uv()
-        .args(["pip", "install", "--no-cache", "--python"])
-        .arg(&tools.python)
-        .args(["--index-url", index, "--target"])
-        .arg(target)
-        .args(["synth-beta", "synth-gamma"])
-        .output()
-        .unwrap();
-    check(out, "uv pip install")
 }
 
 const BETA_WHEEL: &str = "synth_beta-1.0-py3-none-any.whl";

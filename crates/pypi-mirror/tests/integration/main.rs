@@ -6,6 +6,7 @@
 mod build;
 mod cli;
 mod install;
+mod installers;
 mod safety;
 mod serve_common;
 mod serve_faults;

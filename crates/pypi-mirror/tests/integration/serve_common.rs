@@ -4,7 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use pypi_mirror_testkit::{synth, BuildFrom};
+use crate::installers::*;
+use pypi_mirror_testkit::BuildFrom;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fs;
@@ -37,18 +38,7 @@ pub fn trees() -> Trees {
         .unwrap();
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
-    synth::write_wheel(&src, "Synth.Alpha", "1.0").unwrap();
-    synth::write_wheel_spec(
-        &src,
-        &synth::Spec::new("Synth.Alpha", "2.0").requires_python(Some(">=4")),
-    )
-    .unwrap();
-    synth::write_wheel_spec(
-        &src,
-        &synth::Spec::new("synth-beta", "1.0").requires("synth.alpha>=1"),
-    )
-    .unwrap();
-    synth::write_sdist(&src, "synth_gamma", "1.0").unwrap();
+    write_synth_set(&src);
     let up = tmp.path().join("up");
     let report = pypi_mirror::build(&BuildOptions::new(&up).with_source(&src)).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);

@@ -11,6 +11,7 @@ use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::installers::check;
 use crate::serve_common::*;
 use pypi_mirror::BuildOptions;
 use serde_json::{json, Value};
@@ -266,19 +267,13 @@ fn real_pip_offline_refuses_the_yanked_version_as_it_does_online() {
             .arg("synth-alpha>=1.0,<2")
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "pip from {index}: {text}");
-        let dist = fs::read_dir(target)
+        check(out, &format!("pip install from {index}"));
+        fs::read_dir(target)
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .find(|n| n.ends_with(".dist-info"))
-            .unwrap();
-        dist
+            .unwrap()
     };
     let online = install(&serve.url(), &t.tmp.path().join("online"));
     assert_eq!(online, "synth_alpha-1.0.dist-info");

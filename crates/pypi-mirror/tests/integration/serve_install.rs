@@ -7,80 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use pypi_mirror_testkit::{self as testkit, synth, BuildFrom};
-use std::path::Path;
-use std::process::Output;
+use crate::installers::*;
+use pypi_mirror_testkit::{self as testkit, BuildFrom};
 
 use crate::serve_common::*;
-
-fn check(out: Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    format!("{stdout}\n{stderr}")
-}
-
-fn pip(tools: &testkit::Tools, index: &str, target: &Path) -> String {
-    let out = tools
-        .pip()
-        .args([
-            "install",
-            "-v",
-            "--no-cache-dir",
-            "--index-url",
-            index,
-            "--target",
-        ])
-        .arg(target)
-        .args(["synth-beta", "synth-gamma"])
-        .output()
-        .unwrap();
-    check(out, &format!("pip install from {index}"))
-}
-
-fn uv(tools: &testkit::Tools, index: &str, target: &Path) -> String {
-    let out = tools
-        .uv()
-        .args(["pip", "install", "--no-cache", "--python"])
-        .arg(&tools.python)
-        .args(["--index-url", index, "--target"])
-        .arg(target)
-        .args(["synth-beta", "synth-gamma"])
-        .output()
-        .unwrap();
-    check(out, &format!("uv pip install from {index}"))
-}
-
-/// The three packages import and say who they are; alpha is 1.0 (2.0
-/// needs Python >= 4 and must have been skipped through requires-python).
-fn assert_installed(tools: &testkit::Tools, target: &Path) {
-    let out = testkit::isolated(&tools.python)
-        .env("PYTHONPATH", target)
-        .args([
-            "-c",
-            "import synth_alpha, synth_beta, synth_gamma\n\
-             for m in (synth_alpha, synth_beta, synth_gamma): print(m.hello())",
-        ])
-        .output()
-        .unwrap();
-    let text = check(out, "import");
-    for (name, version) in [
-        ("Synth.Alpha", "1.0"),
-        ("synth-beta", "1.0"),
-        ("synth_gamma", "1.0"),
-    ] {
-        let line = synth::expected_output(name, version);
-        assert!(
-            text.lines().any(|l| l == line),
-            "missing {line:?} in {text}"
-        );
-    }
-    assert!(target.join("synth_alpha-1.0.dist-info").exists());
-}
 
 #[test]
 fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
@@ -92,7 +22,7 @@ fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
     let serve = Serve::start(&t.out, &["--upstream", &upstream.url(), "--ttl", "0"]);
 
     // 1. Online: pip fetches pages, .metadata and files through serve.
-    let log = pip(&tools, &serve.url(), &root.join("pip-online"));
+    let log = pip_install(&tools, &serve.url(), &root.join("pip-online"));
     assert_installed(&tools, &root.join("pip-online"));
     let md = format!("{}synth-beta/{BETA_WHEEL}.metadata", serve.url());
     assert!(
@@ -128,7 +58,7 @@ fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
     );
 
     // uv through serve: the pages say JSON, the files come from the tree.
-    uv(&tools, &serve.url(), &root.join("uv-online"));
+    uv_install(&tools, &serve.url(), &root.join("uv-online"));
     assert_installed(&tools, &root.join("uv-online"));
     let files_fetched =
         |log: &str| log.matches(".whl HTTP").count() + log.matches(".tar.gz HTTP").count();
@@ -141,9 +71,9 @@ fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
 
     // 2. Upstream gone: the same serve answers from the tree alone.
     drop(upstream);
-    pip(&tools, &serve.url(), &root.join("pip-no-upstream"));
+    pip_install(&tools, &serve.url(), &root.join("pip-no-upstream"));
     assert_installed(&tools, &root.join("pip-no-upstream"));
-    uv(&tools, &serve.url(), &root.join("uv-no-upstream"));
+    uv_install(&tools, &serve.url(), &root.join("uv-no-upstream"));
     assert_installed(&tools, &root.join("uv-no-upstream"));
     let (status, err) = serve.stop();
     assert!(status.success(), "{err}");
@@ -152,9 +82,9 @@ fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
     // 3. No server at all: the tree is a mirror for file:// as the element
     // uses it.
     let index = testkit::file_url(&t.out);
-    pip(&tools, &index, &root.join("pip-file"));
+    pip_install(&tools, &index, &root.join("pip-file"));
     assert_installed(&tools, &root.join("pip-file"));
-    uv(&tools, &index, &root.join("uv-file"));
+    uv_install(&tools, &index, &root.join("uv-file"));
     assert_installed(&tools, &root.join("uv-file"));
 
     // And `build` finds the tree consistent: nothing to re-hash or rewrite.
