@@ -2,6 +2,8 @@
 
 pub mod dist;
 pub mod element;
+pub mod glibc;
 pub mod installed;
+pub mod served;
 pub mod test;
 pub mod wheel;
