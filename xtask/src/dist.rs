@@ -19,6 +19,7 @@ use std::process::Command;
 use crate::element::{host_triple, wheel_data, workspace_root};
 use crate::glibc::{check_floor, show, FLOOR_POLICY};
 use crate::installed::check_installed;
+use crate::old_debian::check_on_old_debian;
 use crate::wheel::{check_contents, check_record, check_sdist, check_tag, read_wheel};
 
 /// maturin as pyproject.toml's `[build-system] requires` names it (a test
@@ -78,8 +79,9 @@ pub fn output(what: &str, cmd: &mut Command) -> Result<String, String> {
 pub const CHECK_DIR: &str = "target/dist-check";
 
 /// Build the wheel and the sdist into `out` (emptied first) and check
-/// them: the files in them, then the wheel installed into a fresh venv.
-pub fn dist(out: &Path) -> Result<Dist, String> {
+/// them: the files in them, then the wheel installed into a fresh venv,
+/// and with `old_debian` in a Debian 11 chroot too (`old_debian.rs`).
+pub fn dist(out: &Path, old_debian: bool) -> Result<Dist, String> {
     let root = workspace_root();
     let out = root.join(out);
     let tracked = git_tracked(&root)?;
@@ -144,6 +146,9 @@ pub fn dist(out: &Path) -> Result<Dist, String> {
     )?;
     check_installed(&dist.wheel, &dist.element, &root.join(CHECK_DIR))
         .map_err(|e| format!("the wheel installed: {e}"))?;
+    if old_debian {
+        check_on_old_debian(&dist.wheel)?;
+    }
     Ok(dist)
 }
 
