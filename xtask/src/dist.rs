@@ -304,6 +304,22 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_names_the_wheel_dist_writes() {
+        let readme = fs::read_to_string(workspace_root().join("README.md")).unwrap();
+        let arch = host_arch().unwrap();
+        let (major, minor) = crate::glibc::FLOOR;
+        let wheel = format!(
+            "{}-{}-py3-none-{FLOOR_POLICY}_{arch}.manylinux_{major}_{minor}_{arch}.whl",
+            crate::wheel::DIST,
+            crate::element::VERSION
+        );
+        assert!(
+            readme.contains(&format!("pip install ./{wheel}")),
+            "README.md: no `pip install ./{wheel}`"
+        );
+    }
+
+    #[test]
     fn maturin_is_installed_with_zig() {
         assert_eq!(maturin_with_zig(), "maturin[zig]>=1.9,<2.0");
     }
