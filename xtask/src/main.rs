@@ -33,7 +33,8 @@ enum Command {
         out: PathBuf,
         /// Also install the wheel with Debian 11's pip in a debootstrapped
         /// root (glibc 2.31) and run it there in a chroot (needs root;
-        /// the root is made once, in target/old-debian).
+        /// the root is made once, in target/old-debian, from the Debian
+        /// mirror apt uses or DIB_PYPI_DEBIAN_MIRROR).
         #[arg(long)]
         old_debian: bool,
     },

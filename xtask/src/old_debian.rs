@@ -127,6 +127,15 @@ fn old_root() -> Result<PathBuf, String> {
         return Ok(root);
     }
     let _ = fs::remove_file(&marker);
+    // A debootstrap killed half way may leave its /proc or /sys mounted in
+    // the root: removing the root would then reach into them.
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    if let Some(mounted) = mount_under(&mountinfo, &root) {
+        return Err(format!(
+            "{mounted} is mounted inside the unfinished {SUITE} root; unmount it first"
+        ));
+    }
     if root.exists() {
         fs::remove_dir_all(&root).map_err(|e| format!("removing {}: {e}", root.display()))?;
     }
@@ -145,10 +154,20 @@ fn old_root() -> Result<PathBuf, String> {
             .arg(&root)
             .arg(&mirror)
             .stdout(std::process::Stdio::null()),
-    )?;
+    )
+    .map_err(|e| format!("{e}; set {MIRROR_VAR} to a Debian mirror that has {SUITE}"))?;
     fs::write(&marker, format!("{SUITE} {mirror}\n"))
         .map_err(|e| format!("writing {}: {e}", marker.display()))?;
     Ok(root)
+}
+
+/// The first mount point in `mountinfo` at or under `dir`.
+fn mount_under(mountinfo: &str, dir: &Path) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        // field 5 is the mount point, octal-escaped (`\040` for a space)
+        let point = line.split(' ').nth(4)?.replace("\\040", " ");
+        Path::new(&point).starts_with(dir).then_some(point)
+    })
 }
 
 /// The Debian mirror the host's apt sources name (the first `deb` source
@@ -185,8 +204,14 @@ fn is_main_suite(suite: &str) -> bool {
     !suite.ends_with("-security") && !suite.ends_with("/updates")
 }
 
+/// Whether a source's `Signed-By` (if it names one) is Debian's archive
+/// keyring: a third-party repository (Docker's, say) names its own.
+fn signed_by_debian(signed_by: Option<&str>) -> bool {
+    signed_by.is_none_or(|k| k.contains("debian-archive"))
+}
+
 /// The first URI of a deb822 `.sources` text whose stanza is an enabled
-/// `deb` source of a main suite.
+/// `deb` source of a main suite, signed by Debian.
 fn mirror_in_deb822(text: &str) -> Option<String> {
     text.split("\n\n").find_map(|stanza| {
         let field = |name: &str| {
@@ -198,13 +223,14 @@ fn mirror_in_deb822(text: &str) -> Option<String> {
         let enabled = field("Enabled").is_none_or(|v| v != "no");
         let deb = field("Types")?.split_whitespace().any(|t| t == "deb");
         let main = field("Suites")?.split_whitespace().all(is_main_suite);
+        let debian = signed_by_debian(field("Signed-By"));
         let uri = field("URIs")?.split_whitespace().next()?;
-        (enabled && deb && main).then(|| uri.to_string())
+        (enabled && deb && main && debian).then(|| uri.to_string())
     })
 }
 
-/// The URI of the first `deb` line of a main suite in a one-line-style
-/// `sources.list` text.
+/// The URI of the first `deb` line of a main suite, signed by Debian, in
+/// a one-line-style `sources.list` text.
 fn mirror_in_one_line(text: &str) -> Option<String> {
     text.lines().find_map(|line| {
         let mut words = line.split_whitespace();
@@ -212,14 +238,23 @@ fn mirror_in_one_line(text: &str) -> Option<String> {
             return None;
         }
         let mut uri = words.next()?;
+        let mut signed_by = None;
         if uri.starts_with('[') {
             // options: `[arch=amd64 signed-by=…]`, possibly several words
-            while !uri.ends_with(']') {
+            loop {
+                let option = uri.trim_start_matches('[').trim_end_matches(']');
+                if let Some(key) = option.strip_prefix("signed-by=") {
+                    signed_by = Some(key);
+                }
+                if uri.ends_with(']') {
+                    break;
+                }
                 uri = words.next()?;
             }
             uri = words.next()?;
         }
-        is_main_suite(words.next()?).then(|| uri.to_string())
+        let debian = signed_by_debian(signed_by);
+        (is_main_suite(words.next()?) && debian).then(|| uri.to_string())
     })
 }
 
@@ -233,8 +268,11 @@ mod tests {
                     Suites: bookworm-security\nComponents: main\n\n\
                     Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n\
                     Enabled: no\nTypes: deb\nURIs: http://off.example/debian\nSuites: bookworm\n\n\
+                    Types: deb\nURIs: https://docker.example/linux/debian\nSuites: bookworm\n\
+                    Signed-By: /etc/apt/keyrings/docker.asc\n\n\
                     Types: deb\nURIs: http://mirror.example/debian http://second.example/debian\n\
-                    Suites: bookworm bookworm-updates\nComponents: main\n";
+                    Suites: bookworm bookworm-updates\nComponents: main\n\
+                    Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
         assert_eq!(
             mirror_in_deb822(text).as_deref(),
             Some("http://mirror.example/debian")
@@ -246,11 +284,27 @@ mod tests {
     }
 
     #[test]
+    fn mounts_left_in_the_root_are_found() {
+        let info = "22 1 0:21 / /proc rw - proc proc rw\n\
+                    90 22 0:50 / /w/target/old-debian/bullseye/proc rw - proc proc rw\n";
+        let root = Path::new("/w/target/old-debian/bullseye");
+        assert_eq!(
+            mount_under(info, root).as_deref(),
+            Some("/w/target/old-debian/bullseye/proc")
+        );
+        assert_eq!(
+            mount_under(info, Path::new("/w/target/old-debian/bull")),
+            None
+        );
+    }
+
+    #[test]
     fn the_mirror_is_read_from_one_line_sources() {
         let text = "# deb http://commented.example/debian bookworm main\n\
                     deb http://security.example/debian-security bookworm-security main\n\
                     deb-src http://src.example/debian bookworm main\n\
-                    deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n";
+                    deb [arch=amd64 signed-by=/k.gpg] http://third.example/debian bookworm main\n\
+                    deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://mirror.example/debian bookworm main\n";
         assert_eq!(
             mirror_in_one_line(text).as_deref(),
             Some("http://mirror.example/debian")
