@@ -61,7 +61,6 @@ pub fn check_serves_https(
     work: &Path,
 ) -> Result<(), String> {
     let dir = work.join("https");
-    let made = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
     let (from, up_tree, tree, download) = (
         dir.join("from"),
         dir.join("upstream"),
@@ -69,7 +68,7 @@ pub fn check_serves_https(
         dir.join("download"),
     );
     for d in [&from, &download] {
-        made(d)?;
+        fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let wheel_bytes = fs::read(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
     let wheel_name = wheel
