@@ -5,9 +5,11 @@
 //! venv of its own in target/, builds the wheel and the sdist; both are
 //! checked, and the wheel installed into a fresh venv (`installed.rs`). Unlike a
 //! `pip install .`, whose wheel pip tags `linux_<arch>` (it is for this
-//! machine), `maturin build` audits `pypi-mirror` and tags the wheel
-//! with the oldest `manylinux_2_N` it runs on; the static hook binaries add
-//! no constraint but the architecture.
+//! machine), `maturin build --zig --compatibility manylinux2014` links
+//! `pypi-mirror` with zig against glibc 2.17's symbols, whatever glibc
+//! this host has, so the wheel installs on every host DIB runs on (RHEL 8:
+//! glibc 2.28); `glibc.rs` checks that the tag is true. The static hook
+//! binaries add no constraint but the architecture.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -15,12 +17,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::element::{host_triple, wheel_data, workspace_root};
+use crate::glibc::{check_floor, show, FLOOR_POLICY};
 use crate::installed::check_installed;
+use crate::old_debian::check_on_old_debian;
 use crate::wheel::{check_contents, check_record, check_sdist, check_tag, read_wheel};
 
 /// maturin as pyproject.toml's `[build-system] requires` names it (a test
 /// holds the two together).
 pub const MATURIN: &str = "maturin>=1.9,<2.0";
+
+/// maturin with its `zig` extra: `ziglang`, zig packaged on the Python
+/// index, whose `zig cc` links against the glibc version asked for.
+fn maturin_with_zig() -> String {
+    MATURIN.replacen("maturin", "maturin[zig]", 1)
+}
 
 /// Where `cargo xtask dist` writes by default.
 pub const DIST_DIR: &str = "target/dist";
@@ -69,13 +79,23 @@ pub fn output(what: &str, cmd: &mut Command) -> Result<String, String> {
 pub const CHECK_DIR: &str = "target/dist-check";
 
 /// Build the wheel and the sdist into `out` (emptied first) and check
-/// them: the files in them, then the wheel installed into a fresh venv.
-pub fn dist(out: &Path) -> Result<Dist, String> {
+/// them: the files in them, then the wheel installed into a fresh venv,
+/// and with `old_debian` in a Debian 11 chroot too (`old_debian.rs`).
+pub fn dist(out: &Path, old_debian: bool) -> Result<Dist, String> {
     let root = workspace_root();
     let out = root.join(out);
     let tracked = git_tracked(&root)?;
     let element = wheel_data()?;
     let maturin = maturin()?;
+    // maturin finds zig as `python3 -m ziglang`, so its venv comes first.
+    let path = std::env::join_paths(
+        std::iter::once(maturin.parent().unwrap_or(&root).to_path_buf()).chain(
+            std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ),
+    )
+    .map_err(|e| format!("PATH with {}: {e}", maturin.display()))?;
     if out.exists() {
         fs::remove_dir_all(&out).map_err(|e| format!("removing {}: {e}", out.display()))?;
     }
@@ -84,7 +104,15 @@ pub fn dist(out: &Path) -> Result<Dist, String> {
         "maturin build",
         Command::new(&maturin)
             .current_dir(&root)
-            .args(["build", "--release", "--out"])
+            .env("PATH", &path)
+            .args([
+                "build",
+                "--release",
+                "--zig",
+                "--compatibility",
+                FLOOR_POLICY,
+            ])
+            .arg("--out")
             .arg(&out),
     )?;
     run(
@@ -102,11 +130,60 @@ pub fn dist(out: &Path) -> Result<Dist, String> {
     let wheel = read_wheel(&dist.wheel)?;
     check_record(&wheel)?;
     check_contents(&wheel, &dist.element)?;
-    check_tag(&wheel, &host_arch()?, false)?;
+    let arch = host_arch()?;
+    check_tag(&wheel, &arch, false)?;
+    let needed = check_floor(&wheel, &arch)?;
+    eprintln!(
+        "xtask: {}: needs glibc {} at most",
+        wheel.file_name,
+        needed.map_or_else(|| "none".into(), show)
+    );
     check_sdist(&dist.sdist, &tracked)?;
+    pip_takes_it_for(
+        &format!("{FLOOR_POLICY}_{arch}"),
+        &out,
+        &root.join(CHECK_DIR),
+    )?;
     check_installed(&dist.wheel, &dist.element, &root.join(CHECK_DIR))
         .map_err(|e| format!("the wheel installed: {e}"))?;
+    if old_debian {
+        check_on_old_debian(&dist.wheel)?;
+    }
     Ok(dist)
+}
+
+/// pip, choosing for a `platform` host rather than this one, takes the
+/// wheel from `dist`: the test a user on an older host would make.
+fn pip_takes_it_for(platform: &str, dist: &Path, work: &Path) -> Result<(), String> {
+    let target = work.join(format!("pip-target-{platform}"));
+    if target.exists() {
+        fs::remove_dir_all(&target).map_err(|e| format!("removing {}: {e}", target.display()))?;
+    }
+    run(
+        &format!(
+            "pip install --platform {platform} dib-pypi from {}",
+            dist.display()
+        ),
+        Command::new("python3")
+            // CI runs as root; pip's warning about that is noise here.
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .args(["-m", "pip", "--disable-pip-version-check", "--quiet"])
+            .args(["install", "--no-index", "--no-deps", "--only-binary=:all:"])
+            .args(["--platform", platform, "--find-links"])
+            .arg(dist)
+            .arg("--target")
+            .arg(&target)
+            .arg("dib-pypi"),
+    )?;
+    let program = target.join("bin").join(crate::wheel::PROGRAM);
+    if program.is_file() {
+        Ok(())
+    } else {
+        Err(format!(
+            "pip install --platform {platform}: no {}",
+            program.display()
+        ))
+    }
 }
 
 /// The one file in `dir` whose name ends with `suffix`.
@@ -130,35 +207,36 @@ fn only_file(dir: &Path, suffix: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// maturin, installed into its own venv the first time (again when
-/// [`MATURIN`] changes).
+/// maturin and zig, installed into their own venv the first time (again
+/// when [`MATURIN`] changes).
 fn maturin() -> Result<PathBuf, String> {
     let venv = workspace_root().join(MATURIN_VENV);
     let bin = venv.join("bin/maturin");
     let marker = venv.join("requirement.txt");
-    if bin.is_file() && fs::read_to_string(&marker).ok().as_deref() == Some(MATURIN) {
+    if bin.is_file() && fs::read_to_string(&marker).ok() == Some(maturin_with_zig()) {
         return Ok(bin);
     }
     if venv.exists() {
         fs::remove_dir_all(&venv).map_err(|e| format!("removing {}: {e}", venv.display()))?;
     }
-    eprintln!("xtask: installing {MATURIN} into {}", venv.display());
+    let requirement = maturin_with_zig();
+    eprintln!("xtask: installing {requirement} into {}", venv.display());
     run(
         "python3 -m venv",
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
     )?;
     run(
-        &format!("pip install {MATURIN}"),
+        &format!("pip install {requirement}"),
         Command::new(venv.join("bin/python")).args([
             "-m",
             "pip",
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            MATURIN,
+            &requirement,
         ]),
     )?;
-    fs::write(&marker, MATURIN).map_err(|e| format!("writing {}: {e}", marker.display()))?;
+    fs::write(&marker, &requirement).map_err(|e| format!("writing {}: {e}", marker.display()))?;
     Ok(bin)
 }
 
@@ -223,6 +301,27 @@ mod tests {
         let text = fs::read_to_string(workspace_root().join("pyproject.toml")).unwrap();
         let want = format!("data = \"{}\"", crate::element::WHEEL_DATA);
         assert!(text.lines().any(|l| l == want), "no {want:?} line");
+    }
+
+    #[test]
+    fn the_readme_names_the_wheel_dist_writes() {
+        let readme = fs::read_to_string(workspace_root().join("README.md")).unwrap();
+        let arch = host_arch().unwrap();
+        let (major, minor) = crate::glibc::FLOOR;
+        let wheel = format!(
+            "{}-{}-py3-none-{FLOOR_POLICY}_{arch}.manylinux_{major}_{minor}_{arch}.whl",
+            crate::wheel::DIST,
+            crate::element::VERSION
+        );
+        assert!(
+            readme.contains(&format!("pip install ./{wheel}")),
+            "README.md: no `pip install ./{wheel}`"
+        );
+    }
+
+    #[test]
+    fn maturin_is_installed_with_zig() {
+        assert_eq!(maturin_with_zig(), "maturin[zig]>=1.9,<2.0");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `pypi-mirror elements-path` names the venv's element; the element there
 //! is the assembled one byte for byte, hook scripts executable and nothing
 //! else (dib-lint reads executables as scripts); the hook binaries and
-//! `pypi-mirror` say this version; pip's RECORD of the installation lists
+//! `pypi-mirror` say this version, and it serves from an https upstream
+//! (`served.rs`); pip's RECORD of the installation lists
 //! every file it put in `share/` and `bin/`, with the right hashes, so
 //! `pip uninstall` removes them all, which it then must (pip leaves empty
 //! directories behind, as it does for any data).
@@ -80,6 +81,8 @@ pub fn check_installed(wheel: &Path, element: &Path, work: &Path) -> Result<(), 
     let mut ours = files_under(&venv.join("share/dib-pypi"))?;
     ours.insert(program.clone());
     record_lists(&platlib, &ours)?;
+
+    crate::served::check_serves_https(&program, &python, wheel, work)?;
 
     // pip removes every file its RECORD lists; it may leave the empty
     // directories above them.

@@ -2,6 +2,9 @@
 
 pub mod dist;
 pub mod element;
+pub mod glibc;
 pub mod installed;
+pub mod old_debian;
+pub mod served;
 pub mod test;
 pub mod wheel;

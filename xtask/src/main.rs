@@ -31,6 +31,12 @@ enum Command {
         /// Directory that receives them (emptied first).
         #[arg(long, default_value = dist::DIST_DIR)]
         out: PathBuf,
+        /// Also install the wheel with Debian 11's pip in a debootstrapped
+        /// root (glibc 2.31) and run it there in a chroot (needs root;
+        /// the root is made once, in target/old-debian, from the Debian
+        /// mirror apt uses or DIB_PYPI_DEBIAN_MIRROR).
+        #[arg(long)]
+        old_debian: bool,
     },
     /// Run every check CI runs: fmt, clippy, unit and integration tests, and
     /// the disk-image-create end-to-end builds.
@@ -50,7 +56,7 @@ fn main() -> ExitCode {
         Command::WheelData => element::wheel_data().map(|dir| {
             println!("element written to {}", dir.display());
         }),
-        Command::Dist { out } => dist::dist(&out).map(|d| {
+        Command::Dist { out, old_debian } => dist::dist(&out, old_debian).map(|d| {
             println!("{}", d.wheel.display());
             println!("{}", d.sdist.display());
         }),

@@ -44,8 +44,12 @@ pub fn run(e2e: bool) -> Result<(), String> {
         "cargo test",
         cargo().args(["test", "--workspace", "--locked"]),
     )?;
-    // The wheel and sdist, checked, and the wheel installed into a fresh venv.
-    run_step("cargo xtask dist", cargo().args(["xtask", "dist"]))?;
+    // The wheel and sdist, checked, and the wheel installed into a fresh
+    // venv and into a Debian 11 root.
+    run_step(
+        "cargo xtask dist --old-debian",
+        cargo().args(["xtask", "dist", "--old-debian"]),
+    )?;
     if e2e {
         run_step(
             "disk-image-create end-to-end builds",

@@ -281,8 +281,8 @@ pub fn check_contents(wheel: &Wheel, element: &Path) -> Result<(), String> {
 /// The platform tag a wheel of these binaries deserves on `arch` (as tags
 /// spell it: `x86_64`, `aarch64`): the architecture of every ELF file, and
 /// the C library of the one dynamically linked program: glibc's loader
-/// makes it a `manylinux_2_N` wheel (N from maturin's audit of the symbol
-/// versions it needs), musl's a `musllinux` one. The static hook binaries
+/// makes it a manylinux wheel (which glibc, [`crate::glibc::check_floor`]
+/// checks), musl's a `musllinux` one. The static hook binaries
 /// run on any Linux of the architecture and add no constraint. A plain
 /// `linux_<arch>` tag (what pip's own local builds get) passes only with
 /// `allow_plain`.
@@ -327,7 +327,7 @@ pub fn check_tag(wheel: &Wheel, arch: &str, allow_plain: bool) -> Result<(), Str
     let interp = elf_interpreter(program_bytes).map_err(|e| at(format!("{program}: {e}")))?;
     let family = match interp.as_deref() {
         Some(i) if i.contains("ld-musl") => "musllinux_",
-        Some(i) if i.contains("ld-linux") => "manylinux_",
+        Some(i) if i.contains("ld-linux") => "manylinux",
         Some(i) => return Err(at(format!("{program}: unknown program interpreter {i}"))),
         None => {
             return Err(at(format!(
@@ -336,7 +336,11 @@ pub fn check_tag(wheel: &Wheel, arch: &str, allow_plain: bool) -> Result<(), Str
         }
     };
     let platform = &name.platform;
-    let fits = platform.starts_with(family) && platform.ends_with(&format!("_{arch}"));
+    // A compressed tag set (`manylinux2014_x86_64.manylinux_2_17_x86_64`)
+    // fits when each of its tags does.
+    let fits = platform
+        .split('.')
+        .all(|tag| tag.starts_with(family) && tag.ends_with(&format!("_{arch}")));
     let plain = *platform == format!("linux_{arch}");
     if fits || (allow_plain && plain) {
         Ok(())
