@@ -31,6 +31,16 @@ const RESERVED_FILES: u64 = 256;
 /// Open files per client connection: its socket and the file it is sent.
 const FILES_PER_CONNECTION: u64 = 2;
 
+/// Most bytes a connection's socket holds that the kernel has not sent
+/// yet (TCP_NOTSENT_LOWAT). Without it the kernel takes megabytes before a
+/// write waits, and a client must then drain a third of them before the
+/// next write goes through: a steady reader of a few KiB/s would look
+/// stalled for longer than the send timeout. With it, a write waits
+/// exactly while the client takes nothing, and a client that takes
+/// anything lets the next write through soon. Bytes in flight are not
+/// limited, so neither is throughput.
+const UNSENT_MAX: u32 = 64 * 1024;
+
 /// Fewest and most connections served at once, whatever the open-file
 /// limit says: enough for a build's parallel installers, few enough that
 /// their buffers stay a modest amount of memory.
@@ -142,6 +152,9 @@ impl Registry {
     /// Register an accepted connection; it leaves the registry when the
     /// returned stream is dropped.
     pub fn track(self: &Arc<Self>, stream: TcpStream) -> Tracked {
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(UNSENT_MAX) {
+            log::debug!("TCP_NOTSENT_LOWAT: {e}");
+        }
         let live = Arc::new(Live {
             epoch: self.epoch,
             cancel: CancellationToken::new(),
