@@ -41,6 +41,10 @@ const FILES_PER_CONNECTION: u64 = 2;
 /// limited, so neither is throughput.
 const UNSENT_MAX: u32 = 64 * 1024;
 
+/// How long a connection must have been of no use before it is dropped
+/// for a new one: a transfer whose write waits for a moment is not.
+const EVICTABLE_AFTER_MS: u64 = 200;
+
 /// Fewest and most connections served at once, whatever the open-file
 /// limit says: enough for a build's parallel installers, few enough that
 /// their buffers stay a modest amount of memory.
@@ -207,7 +211,7 @@ impl Registry {
 
     /// Drop the connection that has been of no use the longest (stalled on
     /// sending, or idle between requests), to make room for a new one.
-    /// `false` when every connection is busy answering.
+    /// `false` when none has been of no use for [`EVICTABLE_AFTER_MS`].
     pub fn evict_quietest(&self) -> bool {
         let Ok(map) = self.live.lock() else {
             return false;
@@ -217,6 +221,7 @@ impl Registry {
             .values()
             .filter(|l| !l.cancel.is_cancelled())
             .filter_map(|l| l.quiet_for(now).map(|q| (q, l)))
+            .filter(|(q, _)| *q >= EVICTABLE_AFTER_MS)
             .max_by_key(|(q, _)| *q);
         match victim {
             Some((quiet, live)) => {
@@ -442,6 +447,7 @@ mod tests {
         let (mut old, _c1) = pair(&registry).await;
         stall(&mut old).await;
         let (idle, _c2) = pair(&registry).await;
+        tokio::time::sleep(Duration::from_millis(EVICTABLE_AFTER_MS + 50)).await;
         assert!(registry.evict_quietest());
         assert!(old.live().cancel.is_cancelled());
         assert!(!idle.live().cancel.is_cancelled());

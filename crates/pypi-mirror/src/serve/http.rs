@@ -212,7 +212,7 @@ enum TreeFile {
 
 /// Open, check and decide in one trip to the blocking pool; reads only
 /// what is sent, and only when it is small.
-fn open_tree_file(
+fn decide_tree_file(
     path: &std::path::Path,
     cond: &Conditions,
     head: bool,
@@ -260,7 +260,7 @@ fn open_tree_file(
 /// tree.
 async fn from_tree(path: PathBuf, cond: &Conditions, head: bool) -> Option<Response<Body>> {
     let cond = cond.clone();
-    let (v, len, what) = tokio::task::spawn_blocking(move || open_tree_file(&path, &cond, head))
+    let (v, len, what) = tokio::task::spawn_blocking(move || decide_tree_file(&path, &cond, head))
         .await
         .ok()?
         .ok()?;

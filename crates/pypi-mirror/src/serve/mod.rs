@@ -476,6 +476,46 @@ mod tests {
     }
 
     #[test]
+    fn the_hidden_limits_come_from_the_environment_and_bad_ones_are_named() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let opts = ServeOptions::new("/nonexistent");
+        let same = opts.clone().with_env_limits(env(&[])).unwrap();
+        assert_eq!(same.send_timeout, SEND_TIMEOUT);
+        assert_eq!(same.idle_timeout, IDLE_TIMEOUT);
+        assert_eq!(same.max_connections, None);
+        let set = opts
+            .clone()
+            .with_env_limits(env(&[
+                (SEND_TIMEOUT_ENV, "2.5"),
+                (IDLE_TIMEOUT_ENV, " 1 "),
+                (MAX_CONNECTIONS_ENV, "7"),
+            ]))
+            .unwrap();
+        assert_eq!(set.send_timeout, Duration::from_millis(2500));
+        assert_eq!(set.idle_timeout, Duration::from_secs(1));
+        assert_eq!(set.max_connections, Some(7));
+        for (k, v) in [
+            (SEND_TIMEOUT_ENV, "0"),
+            (SEND_TIMEOUT_ENV, "soon"),
+            (IDLE_TIMEOUT_ENV, "-1"),
+            (MAX_CONNECTIONS_ENV, "0"),
+        ] {
+            let e = opts
+                .clone()
+                .with_env_limits(|name| (name == k).then(|| v.to_owned()))
+                .unwrap_err();
+            assert!(e.starts_with(&format!("{k} {v:?}: ")), "{e}");
+        }
+    }
+
+    #[test]
     fn a_bad_url_is_named_by_where_it_came_from() {
         let mut opts = ServeOptions::new("/nonexistent");
         opts.upstream_env = Some("http://a.example/ file:///x".into());
