@@ -1,8 +1,12 @@
 //! The request handler: routes a validated path to a page, a file or a
-//! `.metadata` file, from memory, the tree or upstream.
+//! `.metadata` file, from memory, the tree or upstream, with the caching
+//! headers, conditional answers and ranges of `caching`. HEAD does none of
+//! the body's work: of a file not in the tree it asks upstream for the
+//! headers only.
 
 use std::convert::Infallible;
 use std::io;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +19,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::caching::{Conditions, PageValidators, Ranged, Validators};
 use super::download::{Downloads, Wanted};
 use super::index::CoreMetadata;
 use super::pages::{Answer, Page, Pages};
@@ -41,7 +46,16 @@ pub struct App {
     pub online: Option<(Client, Arc<Downloads>)>,
     /// The cap on concurrent upstream requests.
     pub limit: Arc<tokio::sync::Semaphore>,
+    /// `--ttl`: how long clients may keep a page (`Cache-Control`).
+    pub ttl: Duration,
+    /// The validators of rendered pages.
+    pub validators: PageValidators,
 }
+
+/// A distribution file never changes under its name.
+const IMMUTABLE: HeaderValue = HeaderValue::from_static("max-age=31536000, immutable");
+
+const OCTETS: &str = "application/octet-stream";
 
 fn full(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(
@@ -57,6 +71,22 @@ fn full(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
 
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
     full(status, "text/plain; charset=utf-8", format!("{msg}\n"))
+}
+
+/// A body-less answer: 304, or HEAD (hyper sends a HEAD answer's own
+/// `Content-Length`, which says what GET would send).
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+fn streamed(stream: impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static) -> Body {
+    StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync()
 }
 
 /// Serve one request; never fails (errors are answers).
@@ -84,6 +114,8 @@ async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
+    let head = req.method() == Method::HEAD;
+    let cond = Conditions::of(req.method(), req.headers());
     match route::route(req.uri().path()) {
         Route::Root => match route::negotiate(accept) {
             None => not_acceptable(),
@@ -93,7 +125,7 @@ async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
                     Format::Json => Bytes::from(super::index::render_root_json(&names)),
                     Format::Html { .. } => Bytes::from(super::index::render_root_html(&names)),
                 };
-                page_response(format, body)
+                page_response(app, &cond, "", format, body)
             }
         },
         Route::Project(project) => match route::negotiate(accept) {
@@ -103,11 +135,19 @@ async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
                 if !page.exists {
                     return unknown(&page, "no such project");
                 }
-                page_response(format, page.body(format == Format::Json))
+                page_response(
+                    app,
+                    &cond,
+                    &project,
+                    format,
+                    page.body(format == Format::Json),
+                )
             }
         },
-        Route::File { project, filename } => file(app, &project, &filename).await,
-        Route::Metadata { project, filename } => metadata(app, &project, &filename).await,
+        Route::File { project, filename } => file(app, &cond, head, &project, &filename).await,
+        Route::Metadata { project, filename } => {
+            metadata(app, &cond, head, &project, &filename).await
+        }
         Route::Redirect(to) => {
             let mut r = text(StatusCode::MOVED_PERMANENTLY, "moved");
             if let Ok(v) = HeaderValue::from_str(&to) {
@@ -143,69 +183,234 @@ fn not_acceptable() -> Response<Body> {
     )
 }
 
-fn page_response(format: Format, body: Bytes) -> Response<Body> {
-    let mut r = full(StatusCode::OK, format.content_type(), body);
+/// A page, or 304 when the client's copy is current; either way with
+/// its validators and `Cache-Control: max-age=<--ttl>`.
+fn page_response(
+    app: &App,
+    cond: &Conditions,
+    key: &str,
+    format: Format,
+    body: Bytes,
+) -> Response<Body> {
+    let v = app
+        .validators
+        .get(key, matches!(format, Format::Json), &body);
+    let mut r = if cond.not_modified(&v) {
+        empty(StatusCode::NOT_MODIFIED)
+    } else {
+        full(StatusCode::OK, format.content_type(), body)
+    };
+    let h = r.headers_mut();
     // The same URL answers HTML or JSON: caches must key on Accept.
-    r.headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    if let Ok(cc) = HeaderValue::from_str(&format!("max-age={}", app.ttl.as_secs())) {
+        h.insert(header::CACHE_CONTROL, cc);
+    }
+    v.insert_into(h);
     r
 }
 
-/// A file of the tree, if it is there: read whole when small, else
-/// streamed. `None` when it is not a regular file of the tree.
-async fn from_tree(path: PathBuf) -> Option<Response<Body>> {
-    // One trip to the blocking pool for open, fstat and a small read,
-    // rather than one per call as tokio::fs would make.
-    let opened =
-        tokio::task::spawn_blocking(move || -> io::Result<Result<Bytes, (std::fs::File, u64)>> {
-            let mut file = std::fs::File::open(path)?;
-            let md = file.metadata()?;
-            if !md.is_file() {
-                return Err(io::ErrorKind::InvalidInput.into());
-            }
-            if md.len() > SLURP {
-                return Ok(Err((file, md.len())));
-            }
-            let mut buf = Vec::with_capacity(md.len() as usize);
-            io::Read::read_to_end(&mut file, &mut buf)?;
-            Ok(Ok(Bytes::from(buf)))
-        })
+/// What to send of a file of the tree, decided where it was opened.
+enum TreeFile {
+    NotModified,
+    Unsatisfiable,
+    /// HEAD: the headers only.
+    Head,
+    /// Read whole or the range; `range` set for a 206.
+    Read {
+        data: Bytes,
+        range: Option<RangeInclusive<u64>>,
+    },
+    /// To be streamed from where it was positioned, `n` bytes.
+    Stream {
+        file: std::fs::File,
+        n: u64,
+        range: Option<RangeInclusive<u64>>,
+    },
+}
+
+/// Open, check and decide in one trip to the blocking pool; reads only
+/// what is sent, and only when it is small.
+fn decide_tree_file(
+    path: &std::path::Path,
+    cond: &Conditions,
+    head: bool,
+) -> io::Result<(Validators, u64, TreeFile)> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(path)?;
+    let md = file.metadata()?;
+    if !md.is_file() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let v = Validators::of_file(&md);
+    let len = md.len();
+    if cond.not_modified(&v) {
+        return Ok((v, len, TreeFile::NotModified));
+    }
+    if head {
+        return Ok((v, len, TreeFile::Head));
+    }
+    let range = match cond.range(&v, len) {
+        Ranged::Unsatisfiable => return Ok((v, len, TreeFile::Unsatisfiable)),
+        Ranged::Part(r) => Some(r),
+        Ranged::Whole => None,
+    };
+    let (start, n) = match &range {
+        Some(r) => (*r.start(), r.end() - r.start() + 1),
+        None => (0, len),
+    };
+    if start > 0 {
+        file.seek(io::SeekFrom::Start(start))?;
+    }
+    if n > SLURP {
+        return Ok((v, len, TreeFile::Stream { file, n, range }));
+    }
+    let mut buf = Vec::with_capacity(n as usize);
+    file.take(n).read_to_end(&mut buf)?;
+    if buf.len() as u64 != n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let data = Bytes::from(buf);
+    Ok((v, len, TreeFile::Read { data, range }))
+}
+
+/// A file of the tree, if it is there: whole or one range, 304 when the
+/// client's copy is current. `None` when it is not a regular file of the
+/// tree.
+async fn from_tree(path: PathBuf, cond: &Conditions, head: bool) -> Option<Response<Body>> {
+    let cond = cond.clone();
+    let (v, len, what) = tokio::task::spawn_blocking(move || decide_tree_file(&path, &cond, head))
         .await
         .ok()?
         .ok()?;
-    let mut resp = match opened {
-        Ok(data) => full(StatusCode::OK, "application/octet-stream", data),
-        Err((file, len)) => {
-            let file = tokio::fs::File::from_std(file);
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
-            let body = StreamBody::new(stream.map_ok(Frame::data)).boxed_unsync();
-            let mut r = Response::new(body);
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
+    let content_range = |r: &RangeInclusive<u64>| {
+        HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start(), r.end())).ok()
+    };
+    let status = |range: &Option<RangeInclusive<u64>>| {
+        if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        }
+    };
+    let mut resp = match what {
+        TreeFile::NotModified => empty(StatusCode::NOT_MODIFIED),
+        TreeFile::Unsatisfiable => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(cr) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            r
+        }
+        TreeFile::Head => {
+            let mut r = empty(StatusCode::OK);
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTETS));
             r.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             r
         }
+        TreeFile::Read { data, range } => {
+            let mut r = full(status(&range), OCTETS, data);
+            if let Some(cr) = range.as_ref().and_then(content_range) {
+                r.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            r
+        }
+        TreeFile::Stream { file, n, range } => {
+            let file = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), n);
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+            let mut r = Response::new(streamed(stream));
+            *r.status_mut() = status(&range);
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTETS));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            if let Some(cr) = range.as_ref().and_then(content_range) {
+                r.headers_mut().insert(header::CONTENT_RANGE, cr);
+            }
+            r
+        }
     };
-    // A distribution file never changes under its name.
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("max-age=31536000, immutable"),
-    );
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, IMMUTABLE);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    v.insert_into(h);
     Some(resp)
 }
 
-async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
+/// HEAD of a file not in the tree: upstream's status and length, from an
+/// upstream HEAD; nothing is downloaded.
+async fn upstream_head(
+    app: &App,
+    client: &Client,
+    upstream: usize,
+    url: &url::Url,
+) -> Response<Body> {
+    let asked = async {
+        let _permit = app
+            .limit
+            .acquire()
+            .await
+            .map_err(|_| "shutting down".to_owned())?;
+        // `get` checks the URL against the upstream's policy and carries
+        // its credentials; only the method differs.
+        let (http, req) = client
+            .get(upstream, url)?
+            .timeout(Duration::from_secs(60))
+            .build_split();
+        let mut req = req.map_err(|e| upstream::describe(&e))?;
+        *req.method_mut() = reqwest::Method::HEAD;
+        http.execute(req).await.map_err(|e| upstream::describe(&e))
+    }
+    .await;
+    let resp = match asked {
+        Ok(r) => r,
+        Err(e) => return text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")),
+    };
+    let status = resp.status();
+    if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::GONE {
+        return text(StatusCode::NOT_FOUND, "not found upstream");
+    }
+    // An upstream that answers no HEAD still lists the file: say it is
+    // there, without a length.
+    let no_head = status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+        || status == reqwest::StatusCode::NOT_IMPLEMENTED;
+    if !status.is_success() && !no_head {
+        return text(StatusCode::BAD_GATEWAY, &format!("upstream: HTTP {status}"));
+    }
+    let mut r = empty(StatusCode::OK);
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTETS));
+    h.insert(header::CACHE_CONTROL, IMMUTABLE);
+    if status.is_success() {
+        let length = resp
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = length {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+    r
+}
+
+async fn file(
+    app: &Arc<App>,
+    cond: &Conditions,
+    head: bool,
+    project: &str,
+    filename: &str,
+) -> Response<Body> {
     // A file is served, fetched and published only under its own project.
     if !crate::name::belongs_to(filename, project) {
         return text(StatusCode::NOT_FOUND, "not a file of this project");
     }
-    if let Some(r) = from_tree(app.out.join(project).join(filename)).await {
+    if let Some(r) = from_tree(app.out.join(project).join(filename), cond, head).await {
         return r;
     }
-    let Some((_, downloads)) = &app.online else {
+    let Some((client, downloads)) = &app.online else {
         return text(StatusCode::NOT_FOUND, "not in the mirror (offline)");
     };
     let page = app.pages.get(project).await;
@@ -216,6 +421,9 @@ async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
         // Listed by the tree's page but gone from the tree.
         return text(StatusCode::NOT_FOUND, "no such file");
     };
+    if head {
+        return upstream_head(app, client, upstream, &url).await;
+    }
     let want = Wanted {
         upstream,
         project: project.to_owned(),
@@ -246,12 +454,10 @@ async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
         Ok(t) => t,
         Err(e) => return text(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")),
     };
-    let body = StreamBody::new(download.body(reader).map_ok(Frame::data)).boxed_unsync();
-    let mut r = Response::new(body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    let mut r = Response::new(streamed(download.body(reader)));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTETS));
+    r.headers_mut().insert(header::CACHE_CONTROL, IMMUTABLE);
     if let Some(n) = total {
         r.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
@@ -259,12 +465,18 @@ async fn file(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
     r
 }
 
-async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Body> {
+async fn metadata(
+    app: &Arc<App>,
+    cond: &Conditions,
+    head: bool,
+    project: &str,
+    filename: &str,
+) -> Response<Body> {
     if !crate::name::belongs_to(filename, project) {
         return text(StatusCode::NOT_FOUND, "not a file of this project");
     }
     let path = app.out.join(project).join(format!("{filename}.metadata"));
-    if let Some(r) = from_tree(path).await {
+    if let Some(r) = from_tree(path, cond, head).await {
         return r;
     }
     let Some((client, _)) = &app.online else {
@@ -282,6 +494,9 @@ async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Bod
     // PEP 658: the metadata file is at the file's URL plus ".metadata".
     let mut url = url.clone();
     url.set_path(&format!("{}.metadata", url.path()));
+    if head {
+        return upstream_head(app, client, upstream, &url).await;
+    }
     let fetched = async {
         let _permit = app
             .limit
@@ -311,7 +526,9 @@ async fn metadata(app: &Arc<App>, project: &str, filename: &str) -> Response<Bod
                     );
                 }
             }
-            full(StatusCode::OK, "application/octet-stream", body)
+            let mut r = full(StatusCode::OK, OCTETS, body);
+            r.headers_mut().insert(header::CACHE_CONTROL, IMMUTABLE);
+            r
         }
         Err(e) => {
             log::warn!("{project}/{filename}.metadata: {e}");

@@ -7,9 +7,12 @@
 //! page model, parse and render, shared with `build`), `upstream` (client,
 //! credentials), `policy` (what an upstream may make us fetch), `tree` (the
 //! tree's state log, followed), `pages` (page cache), `download`
-//! (single-flight transfers), `publish` (into the tree),
-//! `http` (the handler).
+//! (single-flight transfers), `publish` (into the tree), `http` (the
+//! handler), `caching` (validators, conditional and range requests), `conn`
+//! (connection cap, send timeout, eviction).
 
+mod caching;
+mod conn;
 mod download;
 mod http;
 /// The index model, shared with `build` and `add` (see [`crate::index`]).
@@ -69,6 +72,14 @@ pub struct ServeOptions {
     /// Bytes of project pages kept in memory at most; 0 = a default from
     /// the machine's memory (see [`default_page_cache`]).
     pub page_cache: u64,
+    /// A client that takes no byte of a response for this long is dropped.
+    pub send_timeout: Duration,
+    /// A connection idle between requests (or slow to send its request
+    /// head) for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; `None`: derived from the open-file
+    /// limit.
+    pub max_connections: Option<usize>,
 }
 
 /// The page cache's default size: 1/32 of the machine's memory, between
@@ -94,12 +105,62 @@ impl ServeOptions {
             max_upstream: 16,
             threads: 0,
             page_cache: 0,
+            send_timeout: SEND_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            max_connections: None,
         }
+    }
+
+    /// Apply the hidden settings of the environment variables
+    /// [`SEND_TIMEOUT_ENV`], [`IDLE_TIMEOUT_ENV`] (seconds, fractions
+    /// allowed) and [`MAX_CONNECTIONS_ENV`] given by `var` (tests make the
+    /// bounds small with them).
+    pub fn with_env_limits(mut self, var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let secs = |name: &str| -> Result<Option<Duration>, String> {
+            var(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                        .map(Duration::from_secs_f64)
+                        .ok_or_else(|| format!("{name} {v:?}: not a number of seconds above 0"))
+                })
+                .transpose()
+        };
+        if let Some(d) = secs(SEND_TIMEOUT_ENV)? {
+            self.send_timeout = d;
+        }
+        if let Some(d) = secs(IDLE_TIMEOUT_ENV)? {
+            self.idle_timeout = d;
+        }
+        if let Some(v) = var(MAX_CONNECTIONS_ENV) {
+            let n = v.trim().parse::<usize>().ok().filter(|n| *n > 0);
+            self.max_connections = Some(n.ok_or_else(|| {
+                format!("{MAX_CONNECTIONS_ENV} {v:?}: not a number of connections above 0")
+            })?);
+        }
+        Ok(self)
     }
 }
 
-/// Most client connections served at once; more wait in the backlog.
-const MAX_CONNECTIONS: usize = 1024;
+/// How long a client may take no byte of a response before it is dropped:
+/// long enough for any stall of a live network, short enough that stuck
+/// clients do not pile up.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection may sit between requests, or take to send a
+/// request head, before it is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Overrides [`SEND_TIMEOUT`] (seconds).
+pub const SEND_TIMEOUT_ENV: &str = "PYPI_MIRROR_SEND_TIMEOUT";
+
+/// Overrides [`IDLE_TIMEOUT`] (seconds).
+pub const IDLE_TIMEOUT_ENV: &str = "PYPI_MIRROR_IDLE_TIMEOUT";
+
+/// Overrides the connection cap derived from the open-file limit.
+pub const MAX_CONNECTIONS_ENV: &str = "PYPI_MIRROR_MAX_CONNECTIONS";
 
 /// Largest request head (request line plus headers) accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -140,6 +201,7 @@ fn upstreams(opts: &ServeOptions) -> Result<Vec<upstream::Upstream>, String> {
 /// option or path at fault; nothing is created before the arguments have
 /// been checked and the address bound.
 pub fn run(opts: &ServeOptions) -> Result<(), String> {
+    let opts = &opts.clone().with_env_limits(|k| std::env::var(k).ok())?;
     let upstreams = upstreams(opts)?;
     let addr: SocketAddr = opts.listen.parse().map_err(|_| {
         format!(
@@ -229,6 +291,8 @@ async fn serve(
         pages,
         online,
         limit,
+        ttl: opts.ttl,
+        validators: caching::PageValidators::default(),
     });
     if let Some(pf) = &opts.port_file {
         crate::fsutil::write_atomic(pf, format!("{}\n", bound.port()).as_bytes(), false)
@@ -248,48 +312,8 @@ async fn serve(
         "serving http://{bound}/simple/ from {} ({source})",
         out.display()
     );
-
-    let conns = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let signalled = signals(stop.clone())?;
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = stop.cancelled() => break,
-        };
-        let (stream, _) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and the like: say so, breathe, go on.
-                    log::warn!("accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let stop = stop.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |req| http::handle(app.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .max_buf_size(MAX_HEAD)
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { log::debug!("connection: {e}") },
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(GRACE, conn).await;
-                }
-            }
-        });
-    }
+    let conns = accept_loop(opts, &listener, &app, &stop).await;
     drop(listener);
     log::info!(
         "{}: stopping; finishing what is being published",
@@ -304,6 +328,112 @@ async fn serve(
     }
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+/// Accept and serve connections until `stop`; returns the connections
+/// still being served. At most the cap is served at once: beyond it the
+/// quietest connection (stalled on sending, or idle) makes room; when
+/// every one is busy answering, the new one waits for a slot.
+async fn accept_loop(
+    opts: &ServeOptions,
+    listener: &tokio::net::TcpListener,
+    app: &Arc<http::App>,
+    stop: &CancellationToken,
+) -> TaskTracker {
+    let (derived, files) = conn::connection_cap();
+    let cap = opts.max_connections.unwrap_or(derived);
+    log::debug!(
+        "at most {cap} connections (open files: {files}); send timeout {} s, idle timeout {} s",
+        opts.send_timeout.as_secs_f32(),
+        opts.idle_timeout.as_secs_f32()
+    );
+    let registry = conn::Registry::new(opts.send_timeout);
+    let sweeper = {
+        let registry = registry.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(registry.sweep_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => { registry.sweep(); }
+                    () = stop.cancelled() => break,
+                }
+            }
+        })
+    };
+    let conns = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(cap));
+    'accept: loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and the like: say so, breathe, go on.
+                    log::warn!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let permit = loop {
+            if let Ok(p) = slots.clone().try_acquire_owned() {
+                break p;
+            }
+            registry.evict_quietest();
+            // An evicted connection frees its slot as soon as its task
+            // sees the cancellation; with none evictable, look again soon
+            // (a busy one may have stalled since).
+            tokio::select! {
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => break p,
+                    Err(_) => break 'accept,
+                },
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = stop.cancelled() => break 'accept,
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let stream = registry.track(stream);
+        let live = stream.live().clone();
+        let app = app.clone();
+        let stop = stop.clone();
+        let idle_timeout = opts.idle_timeout;
+        conns.spawn(async move {
+            let _permit = permit;
+            let answering = live.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let busy = answering.busy();
+                let app = app.clone();
+                async move {
+                    let resp = http::handle(app, req).await?;
+                    Ok::<_, std::convert::Infallible>(resp.map(|b| conn::Guarded::new(b, busy)))
+                }
+            });
+            // hyper's header read timeout runs from the moment it waits
+            // for a request head: the idle keep-alive timeout too.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(idle_timeout)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { log::debug!("connection: {e}") },
+                () = live.cancel.cancelled() => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        _ = tokio::time::timeout(GRACE, conn) => {}
+                        () = live.cancel.cancelled() => {}
+                    }
+                }
+            }
+        });
+    }
+    sweeper.abort();
+    conns
 }
 
 /// Cancel `stop` on SIGINT or SIGTERM; the returned task says which.
@@ -367,6 +497,46 @@ mod tests {
         );
         opts.upstreams = vec!["http://c.example/".into()];
         assert_eq!(shown(&opts), ["http://c.example/"]);
+    }
+
+    #[test]
+    fn the_hidden_limits_come_from_the_environment_and_bad_ones_are_named() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let opts = ServeOptions::new("/nonexistent");
+        let same = opts.clone().with_env_limits(env(&[])).unwrap();
+        assert_eq!(same.send_timeout, SEND_TIMEOUT);
+        assert_eq!(same.idle_timeout, IDLE_TIMEOUT);
+        assert_eq!(same.max_connections, None);
+        let set = opts
+            .clone()
+            .with_env_limits(env(&[
+                (SEND_TIMEOUT_ENV, "2.5"),
+                (IDLE_TIMEOUT_ENV, " 1 "),
+                (MAX_CONNECTIONS_ENV, "7"),
+            ]))
+            .unwrap();
+        assert_eq!(set.send_timeout, Duration::from_millis(2500));
+        assert_eq!(set.idle_timeout, Duration::from_secs(1));
+        assert_eq!(set.max_connections, Some(7));
+        for (k, v) in [
+            (SEND_TIMEOUT_ENV, "0"),
+            (SEND_TIMEOUT_ENV, "soon"),
+            (IDLE_TIMEOUT_ENV, "-1"),
+            (MAX_CONNECTIONS_ENV, "0"),
+        ] {
+            let e = opts
+                .clone()
+                .with_env_limits(|name| (name == k).then(|| v.to_owned()))
+                .unwrap_err();
+            assert!(e.starts_with(&format!("{k} {v:?}: ")), "{e}");
+        }
     }
 
     #[test]

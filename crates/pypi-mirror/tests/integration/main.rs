@@ -11,6 +11,7 @@ mod safety;
 mod serve_common;
 mod serve_faults;
 mod serve_fidelity;
+mod serve_http;
 mod serve_install;
 mod serve_pages;
 mod serve_upstreams;

@@ -284,6 +284,8 @@ struct UpState {
     proxied: Mutex<Vec<String>>,
     /// Requests being answered now, and the most there ever were.
     busy: Mutex<(usize, usize)>,
+    /// HEAD requests per path (also counted in `hits`).
+    heads: Mutex<HashMap<String, usize>>,
 }
 
 /// Counts a request as busy until dropped (with its body, for streams).
@@ -465,6 +467,9 @@ async fn answer(
         st.proxied.lock().unwrap().push(req.uri().to_string());
     }
     *st.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    if req.method() == hyper::Method::HEAD {
+        *st.heads.lock().unwrap().entry(path.clone()).or_default() += 1;
+    }
     let respond = |status: u16, ctype: &str, body: TestBody| {
         hyper::Response::builder()
             .status(status)
@@ -677,4 +682,34 @@ pub fn refusing_url() -> String {
     let port = l.local_addr().unwrap().port();
     drop(l);
     format!("http://127.0.0.1:{port}/")
+}
+
+impl FakeUpstream {
+    /// HEAD requests for paths ending in `suffix` (`hits` counts them too).
+    pub fn heads(&self, suffix: &str) -> usize {
+        let heads = self.state.heads.lock().unwrap();
+        heads
+            .iter()
+            .filter(|(k, _)| k.ends_with(suffix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// GET requests for paths ending in `suffix`.
+    pub fn gets(&self, suffix: &str) -> usize {
+        self.hits(suffix) - self.heads(suffix)
+    }
+}
+
+/// `METHOD path` with `Connection: close`, raw, like [`get`].
+pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let _ = s.write_all(req.as_bytes());
+    read_reply(&mut s)
 }
