@@ -109,6 +109,41 @@ fn pip_and_uv_through_serve_then_without_upstream_then_from_the_tree() {
     assert!(t.out.join("synth-beta").join(BETA_WHEEL).exists());
 }
 
+#[test]
+fn uv_on_a_cold_mirror_downloads_each_file_once() {
+    let tools = testkit::tools_venv().unwrap();
+    let t = trees();
+    let upstream = testkit::HttpServer::start(&t.up, &tools.python).unwrap();
+    let serve = Serve::start(&t.out, &["--upstream", &upstream.url()]);
+    // uv asks with HEAD before it downloads: a HEAD must not be a second
+    // transfer.
+    uv_install(&tools, &serve.url(), &t.tmp.path().join("uv-cold"));
+    assert_installed(&tools, &t.tmp.path().join("uv-cold"));
+    let log = upstream.requests();
+    for file in [
+        "synth_alpha-1.0-py3-none-any.whl",
+        BETA_WHEEL,
+        "synth_gamma-1.0.tar.gz",
+    ] {
+        assert_eq!(
+            log.matches(&format!("GET /{}/{file} HTTP", file_project(file)))
+                .count(),
+            1,
+            "{file}: {log}"
+        );
+    }
+}
+
+fn file_project(file: &str) -> &'static str {
+    if file.starts_with("synth_alpha") {
+        "synth-alpha"
+    } else if file.starts_with("synth_beta") {
+        "synth-beta"
+    } else {
+        "synth-gamma"
+    }
+}
+
 /// A venv with pip 23.0.1, Debian bookworm's: the pip inside the images
 /// that DIB builds. Made once under target/.
 fn old_pip() -> std::path::PathBuf {
