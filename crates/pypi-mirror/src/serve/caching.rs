@@ -8,7 +8,6 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http_range_header::RangeUnsatisfiableError;
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::Method;
@@ -180,66 +179,48 @@ impl Conditions {
     }
 }
 
-#[derive(Debug)]
-struct Known {
-    /// Held so that its buffer cannot be freed and reused by another
-    /// rendering at the same address.
-    body: Bytes,
-    validators: Validators,
+/// The entity tag of a rendered page: a hash of its bytes.
+pub fn etag_of(body: &[u8]) -> String {
+    let hash = crate::indexer::sha256_hex(body);
+    format!("\"{}\"", hash.get(..32).unwrap_or(&hash))
 }
 
-/// The validators of rendered pages, computed once per rendering: pages
-/// are rendered once per change and shared as [`Bytes`], so the same
-/// buffer means the same page.
+/// The `Last-Modified` of rendered pages: when a page with a different
+/// entity tag was first served. Only tags and times are kept, never a
+/// page's bytes, so the page cache's bound holds.
 #[derive(Debug, Default)]
 pub struct PageValidators {
-    known: Mutex<HashMap<(String, bool), Known>>,
+    known: Mutex<HashMap<(String, bool), Validators>>,
 }
 
 impl PageValidators {
-    /// The validators of `body`, the page of `project` (`""`: the root) in
-    /// JSON or HTML. The entity tag is a hash of the body; `Last-Modified`
-    /// is when a different body was first served, so it moves only when
-    /// the page changes, and always forward.
-    pub fn get(&self, project: &str, json: bool, body: &Bytes) -> Validators {
-        let key = (project.to_owned(), json);
-        if let Ok(known) = self.known.lock() {
-            if let Some(k) = known.get(&key) {
-                if k.body.as_ptr() == body.as_ptr() && k.body.len() == body.len() {
-                    return k.validators.clone();
-                }
-            }
-        }
-        let hash = crate::indexer::sha256_hex(body);
-        let etag = format!("\"{}\"", hash.get(..32).unwrap_or(&hash));
+    /// The validators of the page of `project` (`""`: the root) in JSON or
+    /// HTML whose entity tag is `etag` (see [`etag_of`]). `Last-Modified`
+    /// moves only when the page changes, and always forward.
+    pub fn get(&self, project: &str, json: bool, etag: &str) -> Validators {
         let now = whole_seconds(SystemTime::now());
         let Ok(mut known) = self.known.lock() else {
             return Validators {
-                etag,
+                etag: etag.to_owned(),
                 last_modified: now,
             };
         };
+        let key = (project.to_owned(), json);
         let last_modified = match known.get(&key) {
-            Some(k) if k.validators.etag == etag => k.validators.last_modified,
+            Some(k) if k.etag == etag => return k.clone(),
             // Changed within the second it was last stamped: a later
             // stamp, or If-Modified-Since would call the new one unchanged.
-            Some(k) => now.max(k.validators.last_modified + Duration::from_secs(1)),
+            Some(k) => now.max(k.last_modified + Duration::from_secs(1)),
             None => now,
         };
         let validators = Validators {
-            etag,
+            etag: etag.to_owned(),
             last_modified,
         };
         if known.len() >= MAX_KNOWN_PAGES && !known.contains_key(&key) {
             known.clear();
         }
-        known.insert(
-            key,
-            Known {
-                body: body.clone(),
-                validators: validators.clone(),
-            },
-        );
+        known.insert(key, validators.clone());
         validators
     }
 }
@@ -348,14 +329,12 @@ mod tests {
     #[test]
     fn a_page_keeps_its_validators_until_it_changes() {
         let pages = PageValidators::default();
-        let one = Bytes::from_static(b"<html>one</html>");
+        let one = etag_of(b"<html>one</html>");
         let a = pages.get("p", false, &one);
-        assert_eq!(pages.get("p", false, &one.clone()), a);
+        assert_eq!(pages.get("p", false, &one), a);
         // The same content rendered again: same tag, same date.
-        let again = Bytes::from(one.to_vec());
-        assert_eq!(pages.get("p", false, &again), a);
-        let two = Bytes::from_static(b"<html>two</html>");
-        let b = pages.get("p", false, &two);
+        assert_eq!(pages.get("p", false, &etag_of(b"<html>one</html>")), a);
+        let b = pages.get("p", false, &etag_of(b"<html>two</html>"));
         assert_ne!(b.etag, a.etag);
         assert!(b.last_modified > a.last_modified);
         assert_eq!(b.etag.len(), 34);

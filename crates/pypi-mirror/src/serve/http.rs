@@ -125,7 +125,8 @@ async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
                     Format::Json => Bytes::from(super::index::render_root_json(&names)),
                     Format::Html { .. } => Bytes::from(super::index::render_root_html(&names)),
                 };
-                page_response(app, &cond, "", format, body)
+                let etag = super::caching::etag_of(&body);
+                page_response(app, &cond, "", format, body, &etag)
             }
         },
         Route::Project(project) => match route::negotiate(accept) {
@@ -135,13 +136,8 @@ async fn answer(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
                 if !page.exists {
                     return unknown(&page, "no such project");
                 }
-                page_response(
-                    app,
-                    &cond,
-                    &project,
-                    format,
-                    page.body(format == Format::Json),
-                )
+                let (body, etag) = page.body(format == Format::Json);
+                page_response(app, &cond, &project, format, body.clone(), etag)
             }
         },
         Route::File { project, filename } => file(app, &cond, head, &project, &filename).await,
@@ -191,10 +187,11 @@ fn page_response(
     key: &str,
     format: Format,
     body: Bytes,
+    etag: &str,
 ) -> Response<Body> {
     let v = app
         .validators
-        .get(key, matches!(format, Format::Json), &body);
+        .get(key, matches!(format, Format::Json), etag);
     let mut r = if cond.not_modified(&v) {
         empty(StatusCode::NOT_MODIFIED)
     } else {

@@ -70,8 +70,9 @@ pub struct Page {
     project: String,
     /// Merged files, sorted by name.
     files: Arc<[FileEntry]>,
-    html: OnceLock<Bytes>,
-    json: OnceLock<Bytes>,
+    /// Each format rendered on first use, with its entity tag.
+    html: OnceLock<(Bytes, String)>,
+    json: OnceLock<(Bytes, String)>,
     /// Whether anything knows the project (else: 404, or 502 when an
     /// upstream failed).
     pub exists: bool,
@@ -97,19 +98,25 @@ impl Page {
             .and_then(|i| self.files.get(i))
     }
 
-    /// The page as PEP 691 JSON (`json`) or PEP 503 HTML, rendered once.
-    pub fn body(&self, json: bool) -> Bytes {
-        if json {
-            self.json
-                .get_or_init(|| Bytes::from(index::render_json(&self.project, &self.files)))
-                .clone()
+    /// The page as PEP 691 JSON (`json`) or PEP 503 HTML, rendered once,
+    /// and its entity tag.
+    pub fn body(&self, json: bool) -> (&Bytes, &str) {
+        let (cell, render): (_, Render) = if json {
+            (&self.json, index::render_json)
         } else {
-            self.html
-                .get_or_init(|| Bytes::from(index::render_html(&self.project, &self.files)))
-                .clone()
-        }
+            (&self.html, |p, f| index::render_html(p, f).into_bytes())
+        };
+        let (body, etag) = cell.get_or_init(|| {
+            let body = Bytes::from(render(&self.project, &self.files));
+            let etag = super::caching::etag_of(&body);
+            (body, etag)
+        });
+        (body, etag)
     }
 }
+
+/// A page renderer: project and files to bytes.
+type Render = fn(&str, &[FileEntry]) -> Vec<u8>;
 
 /// Estimated bytes of a page: its entries, and both renderings (each about
 /// the size of the entries' text).

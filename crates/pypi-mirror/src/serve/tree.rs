@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::index::FileEntry;
 use crate::state::{self, Entry, State};
@@ -44,7 +44,7 @@ struct Inner {
     /// Bytes of the log consumed (header included).
     offset: u64,
     state: State,
-    projects: HashMap<String, ProjectFiles>,
+    projects: HashMap<String, Arc<ProjectFiles>>,
     tick: u64,
 }
 
@@ -64,12 +64,13 @@ impl TreeView {
         }
     }
 
-    /// The files of `project`, after catching up with the log. A log that
-    /// cannot be read leaves the last view in place (with a debug line):
-    /// serving what was known beats serving nothing.
-    pub fn project(&self, project: &str) -> ProjectFiles {
+    /// The files of `project`, after catching up with the log (shared, not
+    /// copied: this is on every request's path). A log that cannot be read
+    /// leaves the last view in place (with a debug line): serving what was
+    /// known beats serving nothing.
+    pub fn project(&self, project: &str) -> Arc<ProjectFiles> {
         let Ok(mut inner) = self.inner.lock() else {
-            return ProjectFiles::default();
+            return Arc::default();
         };
         if let Err(e) = self.catch_up(&mut inner) {
             log::debug!("{}: {e}", self.path.display());
@@ -149,8 +150,10 @@ fn regroup(inner: &mut Inner, entries: BTreeMap<String, Entry>) {
     for (project, list) in grouped {
         let slot = inner.projects.entry(project).or_default();
         if slot.entries != list || slot.generation == 0 {
-            slot.entries = list;
-            slot.generation = tick;
+            *slot = Arc::new(ProjectFiles {
+                generation: tick,
+                entries: list,
+            });
         }
     }
 }
