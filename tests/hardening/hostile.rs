@@ -298,6 +298,7 @@ for p in pips:
 with open(uv, "rb") as f:
     t = tomllib.load(f)
 print("uv keys", *sorted(t))
+print("uv index-strategy", t["index-strategy"])
 print("uv urls", *[i["url"] for i in t["index"]])
 print("uv default", *[i["url"] for i in t["index"] if i.get("default")])
 "#;
@@ -351,7 +352,8 @@ fn check_read_back(ctx: &str, img: &MiniImage, urls: &[String], trusted: &[Strin
             expected.push(format!("pip {p} {s} {keys}"));
         }
     }
-    expected.push("uv keys index".into());
+    expected.push("uv keys index index-strategy".into());
+    expected.push("uv index-strategy unsafe-best-match".into());
     expected.push(format!("uv urls {}", urls.join(" ")));
     expected.push(format!("uv default {}", urls.last().unwrap()));
     if lines != expected {

@@ -136,13 +136,19 @@ pub fn uv_wheel_dir() -> &'static Path {
     })
 }
 
-/// A PEP 503 mirror built by `pypi-mirror` from synthetic wheels
-/// (plus, optionally, the uv wheel).
+/// A PEP 503 mirror built by `pypi-mirror` from synthetic wheels, each
+/// project at version 1.0 (plus, optionally, the uv wheel).
 pub fn build_mirror(out: &Path, projects: &[&str], with_uv: bool) {
+    let releases: Vec<(&str, &str)> = projects.iter().map(|p| (*p, "1.0")).collect();
+    build_mirror_of(out, &releases, with_uv);
+}
+
+/// [`build_mirror`] with the given `(project, version)` releases.
+pub fn build_mirror_of(out: &Path, releases: &[(&str, &str)], with_uv: bool) {
     let wheels = out.with_extension("wheels");
     fs::create_dir_all(&wheels).unwrap();
-    for p in projects {
-        pypi_mirror::synth::write_wheel(&wheels, p, "1.0").unwrap();
+    for (project, version) in releases {
+        pypi_mirror::synth::write_wheel(&wheels, project, version).unwrap();
     }
     let mut opts = pypi_mirror::BuildOptions::new(out).from_dir(&wheels);
     if with_uv {
