@@ -87,11 +87,19 @@ fn an_https_mirror_with_a_private_ca_and_a_client_certificate() {
     assert_ok("cleanup.d", &image.run_outside(CLEANUP, &[]));
     assert_same_tree(&before, &image.snapshot());
 
-    // With both, pip and uv install from it.
+    // With both, pip and uv install from it, although the host exports its
+    // own CA variables (as a corporate host does for its own pip), to a
+    // path that exists in the image too: environment.d replaces them.
+    let public = "/etc/ssl/certs/ca-certificates.crt";
     let env: Vec<(&str, &str)> = with_ca
         .iter()
         .copied()
-        .chain([("DIB_PYPI_MIRROR_CLIENT_CERT", client.to_str().unwrap())])
+        .chain([
+            ("DIB_PYPI_MIRROR_CLIENT_CERT", client.to_str().unwrap()),
+            ("PIP_CERT", public),
+            ("SSL_CERT_FILE", public),
+            ("REQUESTS_CA_BUNDLE", public),
+        ])
         .collect();
     let out = image.run_outside(ROOT_D, &env);
     assert_ok("root.d", &out);
@@ -108,9 +116,34 @@ fn an_https_mirror_with_a_private_ca_and_a_client_certificate() {
         conf.contains("\nclient-cert = /dib-pypi/mirror-client.pem\n"),
         "{conf}"
     );
+    let exported = image.run_with_environment(&["/usr/bin/env"], &env);
+    assert_ok("env after environment.d", &exported);
+    let vars = String::from_utf8_lossy(&exported.stdout);
+    for var in ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
+        assert!(
+            vars.contains(&format!("\n{var}=/dib-pypi/mirror-ca.pem\n")),
+            "{var}: {vars}"
+        );
+    }
+    for var in ["PIP_CLIENT_CERT", "SSL_CLIENT_CERT"] {
+        assert!(
+            vars.contains(&format!("\n{var}=/dib-pypi/mirror-client.pem\n")),
+            "{var}: {vars}"
+        );
+    }
+    // Not set on the host, so not set for the build either.
+    assert!(!vars.contains("CURL_CA_BUNDLE"), "{vars}");
+    let said = String::from_utf8_lossy(&exported.stderr);
+    assert_eq!(
+        said.trim_end(),
+        format!(
+            "pypi: for the build, the mirrors' CA and client certificate in /dib-pypi replace \
+             SSL_CERT_FILE={public}, PIP_CERT={public}, REQUESTS_CA_BUNDLE={public}"
+        ),
+    );
     let out = pip_install(&mut image, "dibtest-alpha", &env);
     assert_ok(
-        "pip install over https with the CA and the client certificate",
+        "pip install over https with the CA and the client certificate, host PIP_CERT set",
         &out,
     );
     assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");

@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 use crate::certs::{CA_VAR, CLIENT_CERT_VAR};
+use crate::layout::{CA_BUNDLE, CLIENT_CERT};
 use crate::rootfs::Root;
 
 /// pip options, as `PIP_<NAME>` variables, that change where packages come
@@ -54,10 +55,18 @@ where
     let mut pip = Vec::new();
     let mut uv = Vec::new();
     let mut xdg = false;
-    for (name, _) in vars {
+    for (name, value) in vars {
         let Some(name) = name.as_ref().to_str() else {
             continue;
         };
+        // environment.d points PIP_CERT and friends at the element's own
+        // files: those override nothing.
+        if [CA_BUNDLE, CLIENT_CERT]
+            .map(OsStr::new)
+            .contains(&value.as_ref())
+        {
+            continue;
+        }
         if PIP_VARS.contains(&name) {
             pip.push(name.to_string());
         } else if UV_VARS.contains(&name) {
@@ -196,6 +205,14 @@ mod tests {
         assert!(w[1].starts_with("UV_INDEX_URL set"), "{w:?}");
         assert!(!w.concat().contains("s3cret"));
         assert!(!w.concat().contains("TIMEOUT"));
+    }
+
+    #[test]
+    fn the_elements_own_tls_files_override_nothing() {
+        let w = env_warnings([("PIP_CERT", CA_BUNDLE), ("PIP_CLIENT_CERT", CLIENT_CERT)]);
+        assert!(w.is_empty(), "{w:?}");
+        let w = env_warnings([("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt")]);
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]
