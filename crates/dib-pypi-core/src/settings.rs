@@ -48,6 +48,16 @@ impl IndexStrategy {
             .map_or("unsafe-best-match", |(_, n)| n)
     }
 
+    /// What uv takes under this strategy, for the log.
+    pub fn describe(self) -> String {
+        let what = match self {
+            IndexStrategy::UnsafeBestMatch => "the best version across them",
+            IndexStrategy::FirstIndex => "only the first that has the project",
+            IndexStrategy::UnsafeFirstMatch => "the first with a matching version",
+        };
+        format!("{what} (index-strategy {})", self.name())
+    }
+
     fn parse(value: &OsStr) -> Result<IndexStrategy> {
         Self::ALL
             .iter()
