@@ -180,3 +180,44 @@ fn an_https_mirror_with_a_private_ca_and_a_client_certificate() {
         assert!(!t.contains("BEGIN") && !t.contains(secret_line), "{t}");
     }
 }
+
+/// environment.d is bash and cannot read the tools' specs: it must name
+/// every TLS variable each spec says its tool reads, and for the file the
+/// spec's kind says (the CA bundle, the client certificate).
+#[test]
+fn environment_d_points_every_tools_tls_variables_at_the_elements_files() {
+    let script = std::fs::read_to_string(
+        dib_pypi_tests::workspace().join("hooks/environment.d/20-pypi-mirror-tls"),
+    )
+    .unwrap();
+    let call = |file: &str| -> String {
+        let at = script
+            .find(&format!("dib_pypi_point {file} "))
+            .unwrap_or_else(|| panic!("no dib_pypi_point for {file}:\n{script}"));
+        let rest = &script[at..];
+        let end = rest.find("\nfi").unwrap();
+        rest[..end].to_string()
+    };
+    let (ca, client) = (
+        call("/dib-pypi/mirror-ca.pem"),
+        call("/dib-pypi/mirror-client.pem"),
+    );
+    for tool in dib_pypi_core::tools::TOOLS {
+        for var in tool.ca_vars {
+            assert!(
+                ca.split_whitespace().any(|w| w.trim_matches('"') == *var),
+                "{}: {var} not pointed at the CA bundle: {ca}",
+                tool.name
+            );
+        }
+        for var in tool.client_cert_vars {
+            assert!(
+                client
+                    .split_whitespace()
+                    .any(|w| w.trim_matches('"') == *var),
+                "{}: {var} not pointed at the client certificate: {client}",
+                tool.name
+            );
+        }
+    }
+}

@@ -200,6 +200,22 @@ pub fn read(path: &Path) -> String {
     s
 }
 
+/// `cmd`'s output, retrying (a bounded number of times) while exec says
+/// ETXTBSY: a freshly written binary is "busy" while any process forked
+/// by another test thread during the copy still holds the write fd,
+/// until that child execs.
+pub fn output_of_fresh_binary(cmd: &mut Command) -> Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{cmd:?}: still busy (ETXTBSY) after 100 tries");
+}
+
 /// The hook binary `name` of the assembled element, as an executable copy
 /// (the element ships them without the executable bit).
 pub fn hook_binary(name: &str) -> PathBuf {

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use crate::error::Result;
 
+/// The level of a report line (the `log` crate's).
+pub use log::Level;
+
 /// What a hook that succeeded has to say, in order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
