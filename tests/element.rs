@@ -46,9 +46,15 @@ fn python_says(image: &Image, venv: &str, project: &str) -> String {
 
 /// Assert that `project` imports in `venv` and reports its synthetic output.
 fn assert_installed(image: &Image, venv: &str, project: &str) {
+    assert_installed_version(image, venv, project, "1.0");
+}
+
+/// Assert that `project` at `version` imports in `venv`.
+fn assert_installed_version(image: &Image, venv: &str, project: &str, version: &str) {
     assert_eq!(
         python_says(image, venv, project),
-        expected_output(project, "1.0")
+        expected_output(project, version),
+        "{project} in {venv}"
     );
 }
 
@@ -254,6 +260,10 @@ fn bad_input_is_one_line_naming_the_variable_and_changes_nothing() {
         (
             &[("DIB_PYPI_MIRROR_URL_X", "http://m/")],
             "DIB_PYPI_MIRROR_URL_X: ",
+        ),
+        (
+            &[("DIB_PYPI_UV_INDEX_STRATEGY", "first")],
+            "DIB_PYPI_UV_INDEX_STRATEGY: \"first\" is not one of",
         ),
     ];
     for (env, expected) in cases {
@@ -529,4 +539,5 @@ fn an_image_system_uv_config_does_not_leak_its_indexes_into_the_build() {
 #[path = "hardening/mod.rs"]
 mod hardening;
 mod hook_wrapper;
+mod index_choice;
 mod tls_mirror;

@@ -87,11 +87,19 @@ fn an_https_mirror_with_a_private_ca_and_a_client_certificate() {
     assert_ok("cleanup.d", &image.run_outside(CLEANUP, &[]));
     assert_same_tree(&before, &image.snapshot());
 
-    // With both, pip and uv install from it.
+    // With both, pip and uv install from it, although the host exports its
+    // own CA variables (as a corporate host does for its own pip), to a
+    // path that exists in the image too: environment.d replaces them.
+    let public = "/etc/ssl/certs/ca-certificates.crt";
     let env: Vec<(&str, &str)> = with_ca
         .iter()
         .copied()
-        .chain([("DIB_PYPI_MIRROR_CLIENT_CERT", client.to_str().unwrap())])
+        .chain([
+            ("DIB_PYPI_MIRROR_CLIENT_CERT", client.to_str().unwrap()),
+            ("PIP_CERT", public),
+            ("SSL_CERT_FILE", public),
+            ("REQUESTS_CA_BUNDLE", public),
+        ])
         .collect();
     let out = image.run_outside(ROOT_D, &env);
     assert_ok("root.d", &out);
@@ -108,9 +116,34 @@ fn an_https_mirror_with_a_private_ca_and_a_client_certificate() {
         conf.contains("\nclient-cert = /dib-pypi/mirror-client.pem\n"),
         "{conf}"
     );
+    let exported = image.run_with_environment(&["/usr/bin/env"], &env);
+    assert_ok("env after environment.d", &exported);
+    let vars = String::from_utf8_lossy(&exported.stdout);
+    for var in ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
+        assert!(
+            vars.contains(&format!("\n{var}=/dib-pypi/mirror-ca.pem\n")),
+            "{var}: {vars}"
+        );
+    }
+    for var in ["PIP_CLIENT_CERT", "SSL_CLIENT_CERT"] {
+        assert!(
+            vars.contains(&format!("\n{var}=/dib-pypi/mirror-client.pem\n")),
+            "{var}: {vars}"
+        );
+    }
+    // Not set on the host, so not set for the build either.
+    assert!(!vars.contains("CURL_CA_BUNDLE"), "{vars}");
+    let said = String::from_utf8_lossy(&exported.stderr);
+    assert_eq!(
+        said.trim_end(),
+        format!(
+            "pypi: for the build, the mirrors' CA and client certificate in /dib-pypi replace \
+             SSL_CERT_FILE={public}, PIP_CERT={public}, REQUESTS_CA_BUNDLE={public}"
+        ),
+    );
     let out = pip_install(&mut image, "dibtest-alpha", &env);
     assert_ok(
-        "pip install over https with the CA and the client certificate",
+        "pip install over https with the CA and the client certificate, host PIP_CERT set",
         &out,
     );
     assert_installed(&image, "/opt/venvs/pip", "dibtest-alpha");
@@ -145,5 +178,46 @@ fn an_https_mirror_with_a_private_ca_and_a_client_certificate() {
     for out in [&configured, &out] {
         let t = text(out);
         assert!(!t.contains("BEGIN") && !t.contains(secret_line), "{t}");
+    }
+}
+
+/// environment.d is bash and cannot read the tools' specs: it must name
+/// every TLS variable each spec says its tool reads, and for the file the
+/// spec's kind says (the CA bundle, the client certificate).
+#[test]
+fn environment_d_points_every_tools_tls_variables_at_the_elements_files() {
+    let script = std::fs::read_to_string(
+        dib_pypi_tests::workspace().join("hooks/environment.d/20-pypi-mirror-tls"),
+    )
+    .unwrap();
+    let call = |file: &str| -> String {
+        let at = script
+            .find(&format!("dib_pypi_point {file} "))
+            .unwrap_or_else(|| panic!("no dib_pypi_point for {file}:\n{script}"));
+        let rest = &script[at..];
+        let end = rest.find("\nfi").unwrap();
+        rest[..end].to_string()
+    };
+    let (ca, client) = (
+        call("/dib-pypi/mirror-ca.pem"),
+        call("/dib-pypi/mirror-client.pem"),
+    );
+    for tool in dib_pypi_core::tools::TOOLS {
+        for var in tool.ca_vars {
+            assert!(
+                ca.split_whitespace().any(|w| w.trim_matches('"') == *var),
+                "{}: {var} not pointed at the CA bundle: {ca}",
+                tool.name
+            );
+        }
+        for var in tool.client_cert_vars {
+            assert!(
+                client
+                    .split_whitespace()
+                    .any(|w| w.trim_matches('"') == *var),
+                "{}: {var} not pointed at the client certificate: {client}",
+                tool.name
+            );
+        }
     }
 }

@@ -258,8 +258,9 @@ STRIPPED=()
 for v in $(compgen -e); do
     case "$v" in
         PIP_*|UV_*|PYPI_MIRROR_URL*|DIB_PYPI_MIRROR_URL*|DIB_OFFLINE|\
-        DIB_NO_PYPI_PIP|DIB_PIP_RETRIES|VIRTUAL_ENV|PYTHONPATH|PYTHONHOME|\
-        ELEMENTS_PATH|DIB_DEBUG_TRACE|XDG_CONFIG_HOME|XDG_CACHE_HOME)
+        DIB_NO_PYPI_PIP|DIB_PIP_RETRIES|DIB_PYPI_UV_INDEX_STRATEGY|VIRTUAL_ENV|PYTHONPATH|PYTHONHOME|\
+        ELEMENTS_PATH|DIB_DEBUG_TRACE|XDG_CONFIG_HOME|XDG_CACHE_HOME|\
+        SSL_CERT_FILE|SSL_CLIENT_CERT|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE)
             UNSET_ARGS+=(-u "$v")
             STRIPPED+=("$v")
             ;;
@@ -1249,10 +1250,16 @@ for build in $BUILDS; do
         #   /b/      probe 1.0 (http-2)   DIB_PYPI_MIRROR_URL_2, https
         #   /c/      probe 2.0 (http-10)  DIB_PYPI_MIRROR_URL_10
         # pip merges all indexes and takes the highest version: 2.0 from
-        # _10.  uv takes the first index (in the configured order) that
-        # has the project: _1 answers 404, so _2 (not _10, which a string
-        # sort would put first).  The local mirror holds a decoy 9.0 that
-        # must not be used once DIB_PYPI_MIRROR_URL is set.
+        # _10.  uv, told DIB_PYPI_UV_INDEX_STRATEGY=first-index, takes the
+        # first index (in the configured order) that has the project: _1
+        # answers 404, so _2 (not _10, which a string sort would put
+        # first).  The local mirror holds a decoy 9.0 that must not be
+        # used once DIB_PYPI_MIRROR_URL is set.
+        # The host exports PIP_CERT, SSL_CERT_FILE and REQUESTS_CA_BUNDLE
+        # for its own tools, to the public bundle, a path the image has too
+        # (pypi-test installs ca-certificates): sudo -E carries them into
+        # the chroot, and the element's environment.d must replace them
+        # with the mirrors' CA bundle, or pip and uv fail on _2.
         srv=$WORK/http
         rm -rf "$srv" "$CACHE/pypi/mirror"
         "$PY" "$HERE/mirror.py" index --root "$srv/a" "$UV_WHEEL"
@@ -1297,6 +1304,10 @@ for build in $BUILDS; do
             "DIB_PYPI_MIRROR_URL_10=$base/c/" \
             "DIB_PYPI_MIRROR_CA=$pki/ca.pem" \
             "DIB_PYPI_MIRROR_CLIENT_CERT=$pki/client.pem" \
+            DIB_PYPI_UV_INDEX_STRATEGY=first-index \
+            PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+            SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+            REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
             DIB_OFFLINE=1 \
             -- "${trace[@]}"; then
             r=$WORK/build-http/root
@@ -1313,6 +1324,20 @@ for build in $BUILDS; do
                 grep -q "^GET /b/$PROBE/${PROBE_MODULE}-1.0-py3-none-any.whl 200 auth=none cert=ok$" "$WORK/https-access.log"
             check "http: pip read _2's page over https with its client certificate" \
                 grep -q "^GET /b/$PROBE/ 200 auth=none cert=ok$" "$WORK/https-access.log"
+            check "http: the image has the public bundle the host's PIP_CERT names" \
+                test -s "$r/etc/ssl/certs/ca-certificates.crt"
+            for v in PIP_CERT SSL_CERT_FILE REQUESTS_CA_BUNDLE; do
+                check "http: install.d saw $v (host: the public bundle) replaced by the mirrors' CA bundle" \
+                    has_line "$r/opt/pypi-test/during-build.txt" "env $v=/dib-pypi/mirror-ca.pem"
+            done
+            for v in PIP_CLIENT_CERT SSL_CLIENT_CERT; do
+                check "http: install.d saw $v pointing at the mirrors' client certificate" \
+                    has_line "$r/opt/pypi-test/during-build.txt" "env $v=/dib-pypi/mirror-client.pem"
+            done
+            check "http: CURL_CA_BUNDLE, unset on the host, stayed unset" \
+                has_line "$r/opt/pypi-test/during-build.txt" "env CURL_CA_BUNDLE="
+            check "http: the log names the host variables the element replaced" \
+                log_has "$log" "pypi: for the build, the mirrors' CA and client certificate in /dib-pypi replace SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt, PIP_CERT=/etc/ssl/certs/ca-certificates.crt, REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt"
             check "http: no CA bundle or client certificate of the element left in the image" \
                 none_found find "$r" -xdev \( -name 'mirror-ca.pem' -o -name 'mirror-client.pem' \)
             for f in ca.pem client.pem client.key; do

@@ -10,6 +10,7 @@ use dib_pypi_core::fault::{Death, FaultPlan};
 use dib_pypi_core::mount::{mount_mirror, MountOutcome};
 use dib_pypi_core::restore::restore;
 use dib_pypi_core::rootfs::Root;
+use dib_pypi_core::tools::TOOLS;
 use dib_pypi_tests::{assert_tree_eq, record_figures, require_root, FakeMounter, MiniImage, Row};
 
 use super::{
@@ -18,14 +19,14 @@ use super::{
 
 /// What a scenario does after a kill, given the context, the image, its
 /// original tree and the mounter.
-type Recover<'a> = &'a dyn Fn(&str, &MiniImage, &Tree, &FakeMounter);
+pub(super) type Recover<'a> = &'a dyn Fn(&str, &MiniImage, &Tree, &FakeMounter);
 
 /// A starting point for a killed hook: how to make the image, and the
 /// hooks that ran before.
-struct Scenario {
-    name: &'static str,
-    image: fn() -> MiniImage,
-    earlier: fn(&Root, &FakeMounter),
+pub(super) struct Scenario {
+    pub(super) name: &'static str,
+    pub(super) image: fn() -> MiniImage,
+    pub(super) earlier: fn(&Root, &FakeMounter),
 }
 
 fn fake_mount(root: &Root, fake: &FakeMounter) {
@@ -36,7 +37,7 @@ fn fake_mount(root: &Root, fake: &FakeMounter) {
     );
 }
 
-fn nothing(_: &Root, _: &FakeMounter) {}
+pub(super) fn nothing(_: &Root, _: &FakeMounter) {}
 
 const CONFIGURE_SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -83,7 +84,7 @@ fn count_steps(sc: &Scenario, hook: &dyn Fn(&Root, &FakeMounter) -> bool) -> u64
 /// in the image may be writable; then `recover` runs (it may run hooks
 /// again), and the original tree, no mount and no staging directory must
 /// be left. Returns the number of steps.
-fn kill_at_every_step(
+pub(super) fn kill_at_every_step(
     sc: &Scenario,
     hook: &dyn Fn(&Root, &FakeMounter) -> bool,
     recover: Recover<'_>,
@@ -145,7 +146,7 @@ fn configure_killed_at_every_step_is_restored_exactly() {
         let again = kill_at_every_step(sc, &run_configure, &|ctx, img, original, fake| {
             configure(&img.open(), &secret_settings(), home(), fake)
                 .unwrap_or_else(|e| panic!("{ctx}: configure again: {e}"));
-            assert_ours_with_first_backups(ctx, img, original);
+            assert_ours_with_first_backups(ctx, img, original, TOOLS);
             cleanup(ctx, img, original, fake);
         });
         rows.push(Row::new(

@@ -10,11 +10,13 @@ use dib_pypi_core::layout::with_suffix;
 use dib_pypi_core::render::PIP_SECTIONS;
 use dib_pypi_core::restore::restore;
 use dib_pypi_core::settings::Settings;
+use dib_pypi_core::tools::{PIP, UV};
 use dib_pypi_tests::{
-    assert_tree_eq, hook_binary, record_figures, require_root, FakeMounter, MiniImage, Row,
+    assert_tree_eq, hook_binary, output_of_fresh_binary, record_figures, require_root, FakeMounter,
+    MiniImage, Row,
 };
 
-use super::{home, secret_settings, seeded, CONFIGS, SECTIONS};
+use super::{configs, home, secret_settings, seeded, SECTIONS};
 
 /// Environment variables of a case.
 type Vars = Vec<(OsString, OsString)>;
@@ -298,14 +300,22 @@ for p in pips:
 with open(uv, "rb") as f:
     t = tomllib.load(f)
 print("uv keys", *sorted(t))
+print("uv index-strategy", t["index-strategy"])
 print("uv urls", *[i["url"] for i in t["index"]])
 print("uv default", *[i["url"] for i in t["index"] if i.get("default")])
 "#;
     let out = Command::new("python3")
         .args(["-c", SCRIPT])
-        .arg(img.path(CONFIGS[2]))
-        .arg(img.path(CONFIGS[0]))
-        .arg(img.path(CONFIGS[1]))
+        .args(
+            UV.user_paths(home())
+                .iter()
+                .map(|p| img.path(p.to_str().unwrap())),
+        )
+        .args(
+            PIP.user_paths(home())
+                .iter()
+                .map(|p| img.path(p.to_str().unwrap())),
+        )
         .output()
         .unwrap();
     assert!(
@@ -323,8 +333,8 @@ print("uv default", *[i["url"] for i in t["index"] if i.get("default")])
 fn check_read_back(ctx: &str, img: &MiniImage, urls: &[String], trusted: &[String]) {
     let lines = read_back(img);
     let mut expected = Vec::new();
-    for conf in &CONFIGS[..2] {
-        let p = img.path(conf);
+    for conf in PIP.user_paths(home()) {
+        let p = img.path(conf.to_str().unwrap());
         let p = p.display();
         expected.push(format!("pip {p} sections {}", PIP_SECTIONS.join(" ")));
         for s in PIP_SECTIONS {
@@ -351,7 +361,8 @@ fn check_read_back(ctx: &str, img: &MiniImage, urls: &[String], trusted: &[Strin
             expected.push(format!("pip {p} {s} {keys}"));
         }
     }
-    expected.push("uv keys index".into());
+    expected.push("uv keys index index-strategy".into());
+    expected.push("uv index-strategy unsafe-best-match".into());
     expected.push(format!("uv urls {}", urls.join(" ")));
     expected.push(format!("uv default {}", urls.last().unwrap()));
     if lines != expected {
@@ -474,7 +485,7 @@ fn hostile_input_gets_a_clear_error_or_exact_output_and_changes_nothing() {
                     assert!(!m.to_string().contains(SECRET), "{}: {m}", c.name);
                 }
                 check_read_back(&c.name, &img, urls, trusted);
-                let mode = std::fs::metadata(img.path(CONFIGS[0]))
+                let mode = std::fs::metadata(img.path(&configs()[0]))
                     .unwrap()
                     .permissions()
                     .mode();
@@ -497,7 +508,8 @@ fn hostile_input_gets_a_clear_error_or_exact_output_and_changes_nothing() {
 
     // Config paths that are not files.
     let mut bad = 0;
-    for conf in CONFIGS {
+    for conf in configs() {
+        let conf = conf.as_str();
         for kind in BAD_KINDS {
             let ctx = format!("{conf} {kind}");
             let img = MiniImage::new();
@@ -547,15 +559,15 @@ fn hostile_input_gets_a_clear_error_or_exact_output_and_changes_nothing() {
     for (vars, expected) in &binary_cases {
         let img = seeded();
         let before = img.snapshot();
-        let out = Command::new(&bin)
-            .env_clear()
-            .env("HOME", "/root")
-            .env("DIB_DEBUG_TRACE", "1")
-            .envs(vars.iter().map(|(k, v)| (k, v)))
-            .arg("--root")
-            .arg(img.root())
-            .output()
-            .unwrap();
+        let out = output_of_fresh_binary(
+            Command::new(&bin)
+                .env_clear()
+                .env("HOME", "/root")
+                .env("DIB_DEBUG_TRACE", "1")
+                .envs(vars.iter().map(|(k, v)| (k, v)))
+                .arg("--root")
+                .arg(img.root()),
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains(SECRET), "{stderr}");
         match expected {

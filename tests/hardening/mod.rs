@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use dib_pypi_core::layout::with_suffix;
 use dib_pypi_core::settings::Settings;
+use dib_pypi_core::tools::{ToolSpec, TOOLS};
 use dib_pypi_tests::{MiniImage, Section, Snap};
 
 mod crash;
@@ -31,6 +32,7 @@ mod hostile;
 mod mount_calls;
 mod random;
 mod symlinks;
+mod test_tool;
 mod under_seccomp;
 
 /// A snapshot of a tree, by in-image path.
@@ -112,11 +114,19 @@ const SECTIONS: &[Section] = &[
 ];
 
 const HEADER: &str = "# Written by the diskimage-builder pypi element";
-const CONFIGS: [&str; 3] = [
-    "/root/.pip/pip.conf",
-    "/root/.config/pip/pip.conf",
-    "/root/.config/uv/uv.toml",
-];
+/// The user config files of the element's tools, from their specs.
+fn configs() -> Vec<String> {
+    configs_of(TOOLS)
+}
+
+/// The user config files of `tools`, as root's.
+fn configs_of(tools: &[&ToolSpec]) -> Vec<String> {
+    tools
+        .iter()
+        .flat_map(|t| t.user_paths(home()))
+        .map(|p| p.display().to_string())
+        .collect()
+}
 
 fn settings(vars: &[(&str, &str)]) -> Settings {
     Settings::from_vars(vars.iter().copied()).unwrap()
@@ -161,16 +171,21 @@ fn seeded() -> MiniImage {
 
 /// After a configure: our files are in place and every original sits,
 /// unchanged, at its backup name (the first backup was never overwritten).
-fn assert_ours_with_first_backups(ctx: &str, img: &MiniImage, original: &Tree) {
+fn assert_ours_with_first_backups(
+    ctx: &str,
+    img: &MiniImage,
+    original: &Tree,
+    tools: &[&ToolSpec],
+) {
     let now = img.snapshot();
-    for conf in CONFIGS {
-        let text = std::fs::read_to_string(img.path(conf)).unwrap();
+    for conf in configs_of(tools) {
+        let text = std::fs::read_to_string(img.path(&conf)).unwrap();
         assert!(
             text.starts_with(HEADER),
             "{ctx}: {conf} is not ours:\n{text}"
         );
-        if let Some(orig) = original.get(Path::new(conf)) {
-            let backup = with_suffix(Path::new(conf), ".dib-pypi-orig");
+        if let Some(orig) = original.get(Path::new(&conf)) {
+            let backup = with_suffix(Path::new(&conf), ".dib-pypi-orig");
             assert_eq!(now.get(&backup), Some(orig), "{ctx}: backup of {conf}");
         }
     }

@@ -1,7 +1,7 @@
 //! Random initial states of the config files and their directories (proptest, fixed seed): configure then cleanup is the identity, killed or not.
 
 use std::os::unix::fs::{chown, symlink, FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use dib_pypi_core::configure::{configure, Configured};
@@ -12,7 +12,9 @@ use dib_pypi_tests::{record_figures, require_root, FakeMounter, MiniImage, Row};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-use super::{home, secret_settings, Tree, CONFIGS, HEADER, SECTIONS};
+use dib_pypi_core::tools::TOOLS;
+
+use super::{configs, home, secret_settings, Tree, HEADER, SECTIONS};
 
 /// One config file's initial state.
 #[derive(Debug, Clone)]
@@ -111,7 +113,7 @@ pub fn build(state: &State) -> MiniImage {
         PipDir::LinkToXdg => symlink(".config/pip", img.path("/root/.pip")).unwrap(),
         PipDir::Dangling => symlink("/nowhere", img.path("/root/.pip")).unwrap(),
     }
-    for (conf, file) in CONFIGS.iter().zip(&state.files) {
+    for (conf, file) in configs().iter().zip(&state.files) {
         let p = img.path(conf);
         // Only where the parent exists, as the image would have it;
         // an aliased path already written stays as it is.
@@ -139,7 +141,7 @@ pub fn build(state: &State) -> MiniImage {
 /// FIFO (seen through the image). A `~/.pip` that leads nowhere is no
 /// reason: pip reads `~/.config/pip/pip.conf` then.
 fn must_refuse(img: &MiniImage) -> bool {
-    CONFIGS.iter().any(|c| {
+    configs().iter().any(|c| {
         std::fs::symlink_metadata(img.path(c)).is_ok_and(|m| m.is_dir() || m.file_type().is_fifo())
     })
 }
@@ -148,19 +150,17 @@ fn must_refuse(img: &MiniImage) -> bool {
 /// got one, and no config path the image can read still holds anything
 /// else (seen through the image, where `~/.pip` may lead nowhere).
 fn check_configured(root: &Root, done: &Configured) -> Result<(), TestCaseError> {
-    for tool in ["pip.conf", "uv.toml"] {
+    for tool in TOOLS {
+        let files = tool.every_path(home());
         prop_assert!(
-            done.written.iter().any(|p| p.ends_with(tool)),
-            "nothing written for {tool}: {:?}",
+            done.written.iter().any(|p| files.contains(p)),
+            "nothing written for {}: {:?}",
+            tool.name,
             done.written
         );
     }
-    for path in done
-        .written
-        .iter()
-        .map(PathBuf::as_path)
-        .chain(CONFIGS.map(Path::new))
-    {
+    let configs: Vec<PathBuf> = configs().iter().map(PathBuf::from).collect();
+    for path in done.written.iter().chain(&configs).map(PathBuf::as_path) {
         if let Some(text) = root
             .read(path, 1 << 20)
             .map_err(|e| TestCaseError::fail(e.to_string()))?

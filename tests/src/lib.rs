@@ -137,13 +137,19 @@ pub fn uv_wheel_dir() -> &'static Path {
     })
 }
 
-/// A PEP 503 mirror built by `pypi-mirror` from synthetic wheels
-/// (plus, optionally, the uv wheel).
+/// A PEP 503 mirror built by `pypi-mirror` from synthetic wheels, each
+/// project at version 1.0 (plus, optionally, the uv wheel).
 pub fn build_mirror(out: &Path, projects: &[&str], with_uv: bool) {
+    let releases: Vec<(&str, &str)> = projects.iter().map(|p| (*p, "1.0")).collect();
+    build_mirror_of(out, &releases, with_uv);
+}
+
+/// [`build_mirror`] with the given `(project, version)` releases.
+pub fn build_mirror_of(out: &Path, releases: &[(&str, &str)], with_uv: bool) {
     let wheels = out.with_extension("wheels");
     fs::create_dir_all(&wheels).unwrap();
-    for p in projects {
-        pypi_mirror_testkit::synth::write_wheel(&wheels, p, "1.0").unwrap();
+    for (project, version) in releases {
+        pypi_mirror_testkit::synth::write_wheel(&wheels, project, version).unwrap();
     }
     let mut opts = pypi_mirror::BuildOptions::new(out).with_source(&wheels);
     if with_uv {
@@ -193,6 +199,22 @@ pub fn read(path: &Path) -> String {
         .read_to_string(&mut s)
         .unwrap();
     s
+}
+
+/// `cmd`'s output, retrying (a bounded number of times) while exec says
+/// ETXTBSY: a freshly written binary is "busy" while any process forked
+/// by another test thread during the copy still holds the write fd,
+/// until that child execs.
+pub fn output_of_fresh_binary(cmd: &mut Command) -> Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{cmd:?}: still busy (ETXTBSY) after 100 tries");
 }
 
 /// The hook binary `name` of the assembled element, as an executable copy

@@ -81,14 +81,15 @@ fn no_source_file_is_over_800_lines() {
 
 /// The layers of dib-pypi-core, bottom first: a module may use only
 /// modules of a lower layer (so there can be no cycle). `testing` and
-/// `fault` are test-only.
+/// `fault` are test-only. The one list: `lib.rs` and ARCHITECTURE.md are
+/// checked against it.
 const LAYERS: &[&[&str]] = &[
     &["error", "fault", "logging", "layout"],
-    &["rootfs", "mirror", "certs"],
-    &["mounter", "settings", "overrides"],
+    &["hook", "rootfs", "mirror", "certs"],
+    &["mounter", "settings"],
     &["journal", "state", "render"],
-    &["undo"],
-    &["txn", "stage"],
+    &["tools", "undo"],
+    &["overrides", "txn", "stage"],
     &["tls"],
     &["mount", "configure", "restore"],
     &["testing"],
@@ -170,6 +171,112 @@ fn the_core_uses_only_lower_layers() {
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
     assert!(modules.len() >= 18, "only {} modules found", modules.len());
+}
+
+/// Backticked names in `text` that are core modules (`journal`,
+/// `journal.rs`, `rootfs/`), in order of appearance.
+fn modules_named(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, chunk) in text.split('`').enumerate() {
+        let name = chunk.trim_end_matches(".rs").trim_end_matches('/');
+        if i % 2 == 1 && layer_of(name).is_some() && !out.iter().any(|n| n == name) {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// The layers as a numbered list says them: `N. ...` starts layer N, and
+/// every module named up to the next number belongs to it. `lines` is the
+/// list's text, one line each (prefixes such as `//! ` removed).
+fn numbered_layers<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<Vec<String>> {
+    let mut layers: Vec<String> = Vec::new();
+    for line in lines {
+        let trimmed = line.trim_start();
+        let numbered = line == trimmed
+            && trimmed
+                .split_once(". ")
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if numbered {
+            layers.push(String::new());
+        }
+        if let Some(last) = layers.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    layers.iter().map(|l| modules_named(l)).collect()
+}
+
+fn sorted(layers: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    layers
+        .into_iter()
+        .map(|mut l| {
+            l.sort();
+            l
+        })
+        .collect()
+}
+
+fn expected_layers() -> Vec<Vec<String>> {
+    sorted(
+        LAYERS
+            .iter()
+            .map(|l| l.iter().map(ToString::to_string).collect())
+            .collect(),
+    )
+}
+
+#[test]
+fn lib_rs_and_architecture_md_list_the_layers_of_this_test() {
+    let root = workspace_root();
+    let lib = fs::read_to_string(root.join("crates/dib-pypi-core/src/lib.rs")).unwrap();
+    let doc: Vec<&str> = lib
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
+        .collect();
+    assert_eq!(
+        sorted(numbered_layers(doc.into_iter())),
+        expected_layers(),
+        "the layer list in crates/dib-pypi-core/src/lib.rs"
+    );
+    let arch = fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap();
+    let code_map: Vec<&str> = arch
+        .lines()
+        .skip_while(|l| *l != "## Code map")
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .take_while(|l| !l.starts_with("Test-only") && !l.starts_with("Elsewhere"))
+        .collect();
+    assert_eq!(
+        sorted(numbered_layers(code_map.into_iter())),
+        expected_layers(),
+        "the numbered layer list under \"## Code map\" in docs/ARCHITECTURE.md"
+    );
+}
+
+/// Library modules return errors and warnings as values; only the hook
+/// runner prints them.
+#[test]
+fn no_library_module_logs_an_error() {
+    let src = workspace_root().join("crates/dib-pypi-core/src");
+    let mut wrong = Vec::new();
+    for path in rust_files().into_iter().filter(|p| p.starts_with(&src)) {
+        if path == src.join("hook.rs") {
+            continue;
+        }
+        for (n, line) in product_code(&path).lines().enumerate() {
+            if line.contains("log::error!") || line.contains("log::warn!") {
+                wrong.push(format!("{}:{}: {}", rel(&path), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "errors and warnings are returned, and printed by hook::run_hook:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// Where the core may use `std::fs`, and why: everywhere else a path is a

@@ -10,28 +10,33 @@
 //! file they read instead: pip's other user file, or its global one; uv's
 //! system file. The build goes on with a warning naming the link; it stops
 //! only when no such file can be written either.
+//!
+//! What differs between pip and uv is in their specs (`tools`); this
+//! module only iterates over them.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use crate::certs::{CA_VAR, CLIENT_CERT_VAR};
 use crate::error::{Error, Result};
+use crate::hook::Report;
 use crate::journal::Journal;
 use crate::layout::{
-    dir_mode, user_config_files, with_suffix, Tool, BACKUP_SUFFIX, CA_BUNDLE, CLIENT_CERT,
-    CONFIG_JOURNAL, CONFIG_MODE, PIP_GLOBAL_CONFIG, SECRET_MODE, TEMP_SUFFIX, UV_SYSTEM_CONFIGS,
+    dir_mode, with_suffix, BACKUP_SUFFIX, CA_BUNDLE, CLIENT_CERT, CONFIG_JOURNAL, CONFIG_MODE,
+    SECRET_MODE, TEMP_SUFFIX,
 };
 use crate::mounter::Mounter;
-use crate::render::{pip_conf, uv_toml};
+use crate::overrides::{env_warnings, image_warnings, tls_path_warnings};
 use crate::rootfs::{BrokenLink, DirState, Kind, Root};
 use crate::settings::Settings;
+use crate::tools::{names, SystemFile, ToolSpec, TOOLS};
 use crate::txn::Txn;
 
 /// One file to replace, checked before anything changes.
 #[derive(Debug)]
 struct Target {
     path: PathBuf,
-    tool: Tool,
+    tool: &'static ToolSpec,
     original: bool,
     missing: Vec<PathBuf>,
     /// Identity of the parent directory and the file name, when the
@@ -44,7 +49,7 @@ struct Target {
 struct Plan {
     targets: Vec<Target>,
     /// Config paths no tool can read, and for which tool.
-    unreachable: Vec<(BrokenLink, Tool)>,
+    unreachable: Vec<(BrokenLink, &'static ToolSpec)>,
 }
 
 /// Whether [`Plan::add`] took a path.
@@ -54,13 +59,13 @@ enum Added {
 }
 
 impl Plan {
-    fn has(&self, tool: Tool) -> bool {
-        self.targets.iter().any(|t| t.tool == tool)
+    fn has(&self, tool: &ToolSpec) -> bool {
+        self.targets.iter().any(|t| t.tool.name == tool.name)
     }
 
     /// Check `path` and plan its replacement; a path that is the same file
     /// as one planned already is taken as that one.
-    fn add(&mut self, root: &Root, path: &Path, tool: Tool) -> Result<Added> {
+    fn add(&mut self, root: &Root, path: &Path, tool: &'static ToolSpec) -> Result<Added> {
         let parent = path.parent().unwrap_or(Path::new("/"));
         let mut missing = match root.dir_state(parent)? {
             DirState::Missing(missing) => missing,
@@ -121,14 +126,14 @@ impl Plan {
 
     /// [`Plan::add`] for the file `tool` reads when its user files are out
     /// of reach: refused, saying why, when this one is too.
-    fn add_instead(&mut self, root: &Root, path: &Path, tool: Tool) -> Result<()> {
+    fn add_instead(&mut self, root: &Root, path: &Path, tool: &'static ToolSpec) -> Result<()> {
         match self.add(root, path, tool)? {
             Added::Yes => Ok(()),
             Added::Unreachable(also) => {
                 let first = self
                     .unreachable
                     .iter()
-                    .find(|(_, t)| *t == tool)
+                    .find(|(_, t)| t.name == tool.name)
                     .map(|(l, _)| l.clone());
                 let (at, why) = match first {
                     Some(l) => (l.link.clone(), format!("{}, and {also}", l.reason())),
@@ -136,7 +141,7 @@ impl Plan {
                 };
                 Err(Error::path(
                     root.host_path(&at),
-                    format!("{why}: {} cannot be pointed at the mirrors", tool.name()),
+                    format!("{why}: {} cannot be pointed at the mirrors", tool.name),
                 ))
             }
         }
@@ -151,12 +156,12 @@ impl Plan {
                 let instead: Vec<String> = self
                     .targets
                     .iter()
-                    .filter(|t| t.tool == *tool)
+                    .filter(|t| t.tool.name == tool.name)
                     .map(|t| t.path.display().to_string())
                     .collect();
                 format!(
                     "{link}; {} reads {} instead",
-                    tool.name(),
+                    tool.name,
                     instead.join(" and ")
                 )
             })
@@ -164,42 +169,43 @@ impl Plan {
     }
 }
 
-/// The system config file uv reads, with whether it exists: as uv looks,
-/// `/etc/xdg/uv/uv.toml` if it is a file, else `/etc/uv/uv.toml` (which
-/// uv reads if anything is there).
-fn uv_system_file(root: &Root) -> Result<(PathBuf, bool)> {
-    let [xdg, etc] = UV_SYSTEM_CONFIGS;
-    if root.kind_following(Path::new(xdg))? == Some(Kind::File) {
-        return Ok((PathBuf::from(xdg), true));
-    }
-    Ok((
-        PathBuf::from(etc),
-        root.kind_following(Path::new(etc))?.is_some(),
-    ))
-}
-
-fn plan(root: &Root, home: &Path) -> Result<Plan> {
-    let mut plan = Plan::default();
-    for (path, tool) in user_config_files(home) {
-        if let Added::Unreachable(link) = plan.add(root, &path, tool)? {
-            if !plan
-                .unreachable
-                .iter()
-                .any(|(l, t)| *l == link && *t == tool)
-            {
-                plan.unreachable.push((link, tool));
-            }
+/// The system config file `tool` reads, with whether it exists: the first
+/// of its system files that is a file, else the last (which the tool reads
+/// if anything is there).
+fn system_file(root: &Root, tool: &ToolSpec) -> Result<Option<(PathBuf, bool)>> {
+    let Some((last, before)) = tool.system_files.split_last() else {
+        return Ok(None);
+    };
+    for path in before {
+        if root.kind_following(Path::new(path))? == Some(Kind::File) {
+            return Ok(Some((PathBuf::from(path), true)));
         }
     }
-    if !plan.has(Tool::Pip) {
-        plan.add_instead(root, Path::new(PIP_GLOBAL_CONFIG), Tool::Pip)?;
-    }
-    // uv merges its system file under the user file, so an image's own
-    // system file would add its indexes after ours: replace it for the
-    // build too. Without a user file, it is the one uv reads.
-    let (uv_system, exists) = uv_system_file(root)?;
-    if exists || !plan.has(Tool::Uv) {
-        plan.add_instead(root, &uv_system, Tool::Uv)?;
+    let exists = root.kind_following(Path::new(last))?.is_some();
+    Ok(Some((PathBuf::from(last), exists)))
+}
+
+fn plan(root: &Root, home: &Path, tools: &[&'static ToolSpec]) -> Result<Plan> {
+    let mut plan = Plan::default();
+    for &tool in tools {
+        for path in tool.user_paths(home) {
+            if let Added::Unreachable(link) = plan.add(root, &path, tool)? {
+                if !plan
+                    .unreachable
+                    .iter()
+                    .any(|(l, t)| *l == link && t.name == tool.name)
+                {
+                    plan.unreachable.push((link, tool));
+                }
+            }
+        }
+        let Some((system, exists)) = system_file(root, tool)? else {
+            continue;
+        };
+        let also = exists && tool.system_file == SystemFile::AlsoWhenPresent;
+        if also || !plan.has(tool) {
+            plan.add_instead(root, &system, tool)?;
+        }
     }
     Ok(plan)
 }
@@ -235,13 +241,26 @@ pub struct Configured {
 }
 
 /// Replace the pip and uv configs that root (home `home`) reads in the
-/// image at `root` with ones that use `settings`. Bad state is refused
-/// before anything changes; a failure half way is rolled back.
+/// image at `root` with ones that use `settings`: [`configure_tools`] with
+/// the element's [`TOOLS`].
 pub fn configure(
     root: &Root,
     settings: &Settings,
     home: &Path,
     mounter: &dyn Mounter,
+) -> Result<Configured> {
+    configure_tools(root, settings, home, mounter, TOOLS)
+}
+
+/// Replace the config files each of `tools` reads as root (home `home`)
+/// in the image at `root` with ones that use `settings`. Bad state is
+/// refused before anything changes; a failure half way is rolled back.
+pub fn configure_tools(
+    root: &Root,
+    settings: &Settings,
+    home: &Path,
+    mounter: &dyn Mounter,
+    tools: &[&'static ToolSpec],
 ) -> Result<Configured> {
     // A second configure (a re-run, or a second element) must not back up
     // our own files: put the originals back first.
@@ -253,16 +272,16 @@ pub fn configure(
         crate::undo::undo_journal(root, &previous, mounter)?;
     }
     let plan = check_tls_files(root, settings)
-        .and_then(|()| plan(root, home))
-        .inspect_err(|_| {
-            // Nothing of this run exists yet; an earlier run's state directory
-            // goes if nothing needs it any more.
-            if let Err(e) = crate::state::teardown(root) {
-                log::error!("removing the state directory after the failure also failed: {e}");
-            }
+        .and_then(|()| plan(root, home, tools))
+        .map_err(|e| {
+            // Nothing of this run exists yet; an earlier run's state
+            // directory goes if nothing needs it any more.
+            e.and_also("removing the state directory", crate::state::teardown(root))
         })?;
-    let pip = pip_conf(settings);
-    let uv = uv_toml(settings);
+    let rendered: Vec<(&str, String)> = tools
+        .iter()
+        .map(|t| (t.name, (t.render)(settings)))
+        .collect();
     let mode = if settings.has_credentials() {
         SECRET_MODE
     } else {
@@ -274,10 +293,10 @@ pub fn configure(
             if t.original {
                 txn.move_aside(&t.path)?;
             }
-            let contents = match t.tool {
-                Tool::Pip => &pip,
-                Tool::Uv => &uv,
-            };
+            let contents = rendered
+                .iter()
+                .find(|(name, _)| *name == t.tool.name)
+                .map_or("", |(_, text)| text.as_str());
             txn.write_file(&t.path, contents.as_bytes(), mode)?;
             log::debug!(
                 "wrote {}{}",
@@ -295,6 +314,77 @@ pub fn configure(
         written: plan.targets.iter().map(|t| t.path.clone()).collect(),
         warnings: plan.warnings(),
     })
+}
+
+/// The pre-install.d hook: settings from `env`, [`configure_tools`], and
+/// what the user should hear: the settings' warnings, paths the tools
+/// cannot read, variables and image files that beat our files, TLS paths
+/// the image lacks, a file mirror that is not there; which indexes each
+/// tool uses and how it chooses among them.
+pub fn pre_install<K, V>(
+    root: &Path,
+    env: &[(K, V)],
+    home: &Path,
+    mounter: &dyn Mounter,
+    tools: &[&'static ToolSpec],
+) -> Result<Report>
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let vars = || env.iter().map(|(k, v)| (k, v));
+    let settings = Settings::from_vars(vars())?;
+    let root = Root::open(root)?;
+    let done = configure_tools(&root, &settings, home, mounter, tools)?;
+    let mut report = Report::default();
+    for w in settings
+        .warnings
+        .iter()
+        .chain(&done.warnings)
+        .chain(&env_warnings(tools, vars()))
+        .chain(&image_warnings(tools, &root))
+        .chain(&tls_path_warnings(tools, &root, vars()))
+    {
+        report.warn(w.as_str());
+    }
+    if let Some(dir) = settings.indexes.iter().find_map(|m| m.file_path()) {
+        if !root.is_dir(&dir).unwrap_or(false) {
+            report.warn(format!(
+                "{} does not exist in the image (no mirror mounted)",
+                dir.display()
+            ));
+        }
+    }
+    let first = settings
+        .indexes
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let n = settings.indexes.len();
+    report.info(format!(
+        "{} use {first}{} ({n} index{} in all)",
+        names(tools),
+        if settings.upstream {
+            ", then upstream PyPI"
+        } else {
+            ""
+        },
+        if n == 1 { "" } else { "es" },
+    ));
+    if n > 1 {
+        let choices: Vec<String> = tools
+            .iter()
+            .map(|t| format!("{} takes {}", t.name, (t.index_choice)(&settings)))
+            .collect();
+        report.info(format!("of the indexes, {}", choices.join("; ")));
+    }
+    for (n, index) in settings.indexes.iter().enumerate() {
+        report.debug(format!("index {}: {index}", n + 1));
+    }
+    for path in done.written {
+        report.debug(format!("wrote {}", path.display()));
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

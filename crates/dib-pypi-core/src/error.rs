@@ -32,6 +32,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// Cleaning up after a failure failed too: returned beside the first
+    /// error (see [`Error::and_also`]).
+    #[error("{what} after the failure also failed: {error}")]
+    Also {
+        what: &'static str,
+        error: Box<Error>,
+    },
+
     /// Several independent steps failed (restore keeps going past errors).
     #[error("{} steps failed; first: {}", .0.len(), .0.first().map(ToString::to_string).unwrap_or_default())]
     Many(Vec<Error>),
@@ -81,6 +89,29 @@ impl Error {
         }
     }
 
+    /// This error, followed by the failure of `what` (cleaning up after
+    /// it), if that failed: both are returned, as [`Error::Many`], so
+    /// that the binary prints each on its line.
+    pub fn and_also(self, what: &'static str, cleanup: Result<()>) -> Error {
+        let Err(also) = cleanup else {
+            return self;
+        };
+        let mut all = vec![self];
+        all.extend(also.into_leaves().into_iter().map(|e| Error::Also {
+            what,
+            error: Box::new(e),
+        }));
+        Error::Many(all)
+    }
+
+    /// [`Error::leaves`], owned.
+    fn into_leaves(self) -> Vec<Error> {
+        match self {
+            Error::Many(all) => all.into_iter().flat_map(Error::into_leaves).collect(),
+            one => vec![one],
+        }
+    }
+
     /// Shorthand for [`Error::Env`].
     pub fn env(var: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Env {
@@ -92,3 +123,30 @@ impl Error {
 
 /// Result with the element's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_cleanup_is_returned_beside_the_error_one_line_each() {
+        let first = || Error::path("/a", "broken");
+        assert_eq!(first().and_also("undo", Ok(())).to_string(), "/a: broken");
+        let both = first().and_also(
+            "undo",
+            Err(Error::Many(vec![
+                Error::path("/b", "busy"),
+                Error::path("/c", "gone"),
+            ])),
+        );
+        let lines: Vec<String> = both.leaves().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "/a: broken",
+                "undo after the failure also failed: /b: busy",
+                "undo after the failure also failed: /c: gone",
+            ]
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! Every name the element gives to something in the image or beside it, and the modes it uses, in one place.
+//! Every name the element gives to something in the image or beside it, and the modes it uses, in one place (the tools' config files are in `tools`).
 //!
 //! Pure data: the modules that act on these paths import them from here,
 //! so the tests, the restore hook and the docs agree on one list.
@@ -103,59 +103,6 @@ pub fn is_clean_absolute(path: &Path) -> bool {
             .components()
             .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
         && !path.as_os_str().as_bytes().contains(&0)
-}
-
-/// Which tool a config file is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tool {
-    Pip,
-    Uv,
-}
-
-impl Tool {
-    /// The tool's name, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            Tool::Pip => "pip",
-            Tool::Uv => "uv",
-        }
-    }
-}
-
-/// The user config files each tool reads, for home directory `home`. pip
-/// reads both of its user files (the XDG one last, so it wins); writing
-/// both means neither an existing file nor `XDG_CONFIG_HOME` pointing
-/// elsewhere leaves pip without the mirrors.
-pub fn user_config_files(home: &Path) -> Vec<(PathBuf, Tool)> {
-    vec![
-        (home.join(".pip/pip.conf"), Tool::Pip),
-        (home.join(".config/pip/pip.conf"), Tool::Pip),
-        (home.join(".config/uv/uv.toml"), Tool::Uv),
-    ]
-}
-
-/// pip's global config file, read before the user files: written only
-/// when no user file can be (its directories are symlinks leading
-/// nowhere), since then pip reads the global one alone.
-pub const PIP_GLOBAL_CONFIG: &str = "/etc/pip.conf";
-
-/// uv's system config files, in the order uv looks for them (the first
-/// that is a file is the one it reads): `$XDG_CONFIG_DIRS/uv/uv.toml`
-/// with its default `/etc/xdg`, then `/etc/uv/uv.toml`. uv merges the
-/// system file under the user file, so an image's own system file would
-/// add its indexes after ours.
-pub const UV_SYSTEM_CONFIGS: [&str; 2] = ["/etc/xdg/uv/uv.toml", "/etc/uv/uv.toml"];
-
-/// Every config file the element may write, for home `home`: what the
-/// restore hook checks for leftovers.
-pub fn all_config_files(home: &Path) -> Vec<PathBuf> {
-    let mut all: Vec<PathBuf> = user_config_files(home)
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    all.push(PathBuf::from(PIP_GLOBAL_CONFIG));
-    all.extend(UV_SYSTEM_CONFIGS.iter().map(PathBuf::from));
-    all
 }
 
 #[cfg(test)]

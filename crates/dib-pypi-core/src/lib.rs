@@ -3,21 +3,19 @@
 //! The phase binaries (`dib-pypi-mount`, `dib-pypi-configure`,
 //! `dib-pypi-restore`) are thin: they parse arguments and call into this
 //! crate, which holds every decision so it can be unit tested without root.
-//! The modules form layers, each using only the ones below it (see
-//! `docs/ARCHITECTURE.md`, and `xtask/tests/tidy.rs`, which holds it):
+//! The modules form layers, each using only the ones below it: the list
+//! is `LAYERS` in `xtask/tests/tidy.rs`, which checks the code against it
+//! and this list and `docs/ARCHITECTURE.md` against it.
 //!
-//! 1. `error`, `fault`, `logging`, `layout`: no dependencies on the rest;
-//! 2. `rootfs`: every operation on a path in the image;
-//! 3. `mounter`: the mount system calls and the mount table;
-//! 4. `journal`, then `state`, then `undo`, then `txn`: recording,
-//!    undoing and grouping changes;
-//! 5. `stage`: the private staging point beside the image; `tls`: the
-//!    mirrors' CA and client certificate in the image;
-//! 6. `mount`, `configure`, `restore`: one per hook binary.
-//!
-//! Apart: `mirror`, `settings`, `render`, `overrides` (the environment
-//! and the config files written from it), `certs` (the TLS files on the
-//! host).
+//! 1. `error`, `fault`, `logging`, `layout`
+//! 2. `hook`, `rootfs`, `mirror`, `certs`
+//! 3. `mounter`, `settings`
+//! 4. `journal`, `state`, `render`
+//! 5. `tools`, `undo`
+//! 6. `overrides`, `txn`, `stage`
+//! 7. `tls`
+//! 8. `mount`, `configure`, `restore`
+//! 9. `testing`
 
 pub mod certs;
 pub mod configure;
@@ -25,6 +23,7 @@ pub mod error;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fault;
+pub mod hook;
 pub mod journal;
 pub mod layout;
 pub mod logging;
@@ -42,6 +41,7 @@ pub mod state;
 #[doc(hidden)]
 pub mod testing;
 pub mod tls;
+pub mod tools;
 pub mod txn;
 pub mod undo;
 

@@ -1,10 +1,11 @@
 //! root.d: the host's mirror, read-only at `/tmp/pypi` in the image, with no moment when the image sees it writable.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::certs::MirrorTls;
 use crate::error::{Error, Result};
+use crate::hook::Report;
 use crate::journal::{Journal, Op};
 use crate::layout::{dir_mode, DEFAULT_HOME, MOUNTPOINT, MOUNT_JOURNAL};
 use crate::mounter::{magic_path, mount_state, Mounter};
@@ -23,6 +24,43 @@ pub enum MountOutcome {
     Mounted,
 }
 
+/// The root.d hook: the mirror directory (`mirror_dir`, else the one in
+/// DIB's image cache), the TLS files from the environment, checked before
+/// anything changes, then [`root_d`] on the image at `target_root`.
+pub fn root_d_hook(
+    target_root: &Path,
+    mirror_dir: Option<PathBuf>,
+    mounter: &dyn Mounter,
+) -> Result<Report> {
+    let source = mirror_dir
+        .or_else(dib_pypi_common::cache::mirror_dir_from_env)
+        .ok_or_else(|| {
+            Error::env(
+                "DIB_IMAGE_CACHE",
+                "unset, and so is HOME; cannot locate the mirror",
+            )
+        })?;
+    let tls = MirrorTls::from_env()?;
+    let mut report = Report::default();
+    for w in &tls.warnings {
+        report.warn(w.as_str());
+    }
+    match root_d(&Root::open(target_root)?, &source, &tls, mounter)? {
+        MountOutcome::NoMirror => report.debug(format!(
+            "no mirror at {}; nothing to mount",
+            source.display()
+        )),
+        MountOutcome::AlreadyMounted => {
+            report.info(format!("mirror already mounted at {MOUNTPOINT}"))
+        }
+        MountOutcome::Mounted => report.info(format!(
+            "mounted {} read-only at {MOUNTPOINT}",
+            source.display()
+        )),
+    }
+    Ok(report)
+}
+
 /// root.d: put the mirrors' TLS files into the image (see [`crate::tls`]),
 /// then mount the mirror ([`mount_mirror`]). When the mount fails, the
 /// TLS files are taken out again: a failed hook leaves nothing.
@@ -33,12 +71,9 @@ pub fn root_d(
     mounter: &dyn Mounter,
 ) -> Result<MountOutcome> {
     crate::tls::install(root, tls, mounter)?;
-    mount_mirror(root, source, mounter).inspect_err(|_| {
-        if let Err(e) = crate::tls::install(root, &MirrorTls::default(), mounter) {
-            for e in e.leaves() {
-                log::error!("taking the TLS files out again also failed: {e}");
-            }
-        }
+    mount_mirror(root, source, mounter).map_err(|e| {
+        let removed = crate::tls::install(root, &MirrorTls::default(), mounter);
+        e.and_also("taking the TLS files out again", removed)
     })
 }
 
@@ -101,10 +136,7 @@ pub fn mount_mirror(root: &Root, source: &Path, mounter: &dyn Mounter) -> Result
         match (moved, stage.clear(root, mounter)) {
             (Ok(()), Ok(())) => Ok(MountOutcome::Mounted),
             (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-            (Err(e), Err(also)) => {
-                log::error!("clearing the staging directory also failed: {also}");
-                Err(e)
-            }
+            (Err(e), Err(also)) => Err(e.and_also("clearing the staging directory", Err(also))),
         }
     })
 }

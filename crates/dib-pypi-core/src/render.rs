@@ -85,8 +85,16 @@ pub fn pip_conf(settings: &Settings) -> String {
 /// The uv configuration (`uv.toml`). uv consults `[[index]]` entries in the
 /// order written; the one marked `default` is tried last and replaces
 /// upstream PyPI, which is how an offline build keeps uv off the network.
+/// `index-strategy` says how it chooses among them (by default pip's rule,
+/// see [`crate::settings::IndexStrategy`]); a top-level key, so it comes
+/// before the first table.
 pub fn uv_toml(settings: &Settings) -> String {
     let mut out = comment_block("#");
+    let _ = writeln!(
+        out,
+        "\nindex-strategy = {}",
+        toml_string(settings.uv_index_strategy.name())
+    );
     let last = settings.indexes.len().saturating_sub(1);
     for (i, index) in settings.indexes.iter().enumerate() {
         let _ = write!(out, "\n[[index]]\nurl = {}\n", toml_string(index.as_str()));
@@ -216,6 +224,18 @@ mod tests {
              \n[[index]]\nurl = \"{UPSTREAM_INDEX}\"\ndefault = true\n"
         );
         assert!(toml.ends_with(&expected), "{toml}");
+    }
+
+    #[test]
+    fn uv_toml_says_how_uv_chooses_among_the_indexes_before_any_table() {
+        let default = uv_toml(&settings(&[]));
+        let first = uv_toml(&settings(&[("DIB_PYPI_UV_INDEX_STRATEGY", "first-index")]));
+        for (toml, name) in [(default, "unsafe-best-match"), (first, "first-index")] {
+            let key = format!("\nindex-strategy = \"{name}\"\n");
+            let at = toml.find(&key).unwrap_or_else(|| panic!("{toml}"));
+            assert!(at < toml.find("[[index]]").unwrap(), "{toml}");
+            assert_eq!(toml.matches("index-strategy").count(), 1, "{toml}");
+        }
     }
 
     #[test]

@@ -4,17 +4,28 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::journal::Journal;
-use crate::layout::{all_config_files, JOURNALS, STATE_DIR};
+use crate::layout::{JOURNALS, STATE_DIR};
 use crate::mounter::Mounter;
 use crate::rootfs::Root;
 use crate::stage::Stage;
+use crate::tools::{every_path, ToolSpec, TOOLS};
+
+/// [`restore_tools`] for the element's [`TOOLS`].
+pub fn restore(root: &Root, mounter: &dyn Mounter, home: &Path) -> Result<()> {
+    restore_tools(root, mounter, home, TOOLS)
+}
 
 /// Clear what a killed root.d left beside the image, undo the configure
 /// journal, then the mount journal, then remove the state directory, and
-/// check that none of the config files root (home `home`) reads is still
-/// ours. Harmless when nothing was done; every failure is returned
-/// (several as [`Error::Many`]), none is printed here.
-pub fn restore(root: &Root, mounter: &dyn Mounter, home: &Path) -> Result<()> {
+/// check that none of the config files `tools` read as root (home `home`)
+/// is still ours. Harmless when nothing was done; every failure is
+/// returned (several as [`Error::Many`]), none is printed here.
+pub fn restore_tools(
+    root: &Root,
+    mounter: &dyn Mounter,
+    home: &Path,
+    tools: &[&ToolSpec],
+) -> Result<()> {
     let mut errors = Vec::new();
     if let Err(e) = Stage::beside(root).and_then(|stage| stage.clear(root, mounter)) {
         errors.push(e);
@@ -27,7 +38,7 @@ pub fn restore(root: &Root, mounter: &dyn Mounter, home: &Path) -> Result<()> {
     }
     Error::collect(errors)?;
     crate::state::teardown(root)?;
-    check_no_leftovers(root, home)
+    check_no_leftovers(root, home, tools)
 }
 
 /// The post-condition of a restore: none of the config files the element
@@ -37,8 +48,8 @@ pub fn restore(root: &Root, mounter: &dyn Mounter, home: &Path) -> Result<()> {
 /// the image. A path no program in the image can read (a missing parent, a
 /// dangling link, something not a file) holds nothing of ours; any other
 /// failure to read is an error.
-fn check_no_leftovers(root: &Root, home: &Path) -> Result<()> {
-    for path in all_config_files(home) {
+fn check_no_leftovers(root: &Root, home: &Path, tools: &[&ToolSpec]) -> Result<()> {
+    for path in every_path(tools, home) {
         // Only the marker at the top matters; read no more than that.
         let head = match root.read(&path, 256) {
             Ok(Some(head)) => head,

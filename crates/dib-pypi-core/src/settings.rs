@@ -12,6 +12,70 @@ use crate::mirror::{MirrorUrl, DEFAULT_MIRROR, UPSTREAM_INDEX};
 pub const MIRROR_VAR: &str = "DIB_PYPI_MIRROR_URL";
 /// Prefix of the deprecated mirror variables, still honoured.
 pub const LEGACY_MIRROR_VAR: &str = "PYPI_MIRROR_URL";
+/// How uv chooses among the indexes.
+pub const UV_INDEX_STRATEGY_VAR: &str = "DIB_PYPI_UV_INDEX_STRATEGY";
+
+/// uv's `index-strategy`: how it picks a version when several indexes have
+/// the project. pip has one rule, the best version across all its indexes;
+/// uv's default is the first index that has the project at all, which
+/// protects against dependency confusion but makes a stale mirror win over
+/// upstream PyPI. The element's default is pip's rule, so that both tools
+/// in one image install the same versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IndexStrategy {
+    /// The best version across all indexes (pip's rule).
+    #[default]
+    UnsafeBestMatch,
+    /// Every version from the first index that has the project.
+    FirstIndex,
+    /// The first index with a matching version.
+    UnsafeFirstMatch,
+}
+
+impl IndexStrategy {
+    /// Every strategy, by the name uv gives it.
+    pub const ALL: [(IndexStrategy, &'static str); 3] = [
+        (IndexStrategy::UnsafeBestMatch, "unsafe-best-match"),
+        (IndexStrategy::FirstIndex, "first-index"),
+        (IndexStrategy::UnsafeFirstMatch, "unsafe-first-match"),
+    ];
+
+    /// uv's name for it (`index-strategy = "..."`).
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or("unsafe-best-match", |(_, n)| n)
+    }
+
+    /// What uv takes under this strategy, for the log.
+    pub fn describe(self) -> String {
+        let what = match self {
+            IndexStrategy::UnsafeBestMatch => "the best version across them",
+            IndexStrategy::FirstIndex => "only the first that has the project",
+            IndexStrategy::UnsafeFirstMatch => "the first with a matching version",
+        };
+        format!("{what} (index-strategy {})", self.name())
+    }
+
+    fn parse(value: &OsStr) -> Result<IndexStrategy> {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| OsStr::new(n) == value)
+            .map(|(s, _)| *s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|(_, n)| *n).collect();
+                Error::env(
+                    UV_INDEX_STRATEGY_VAR,
+                    format!(
+                        "{:?} is not one of {}",
+                        clip(&value.to_string_lossy(), 40),
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+}
 
 /// What the configure hook writes, derived from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +93,8 @@ pub struct Settings {
     /// Whether `DIB_PYPI_MIRROR_CLIENT_CERT` is set (the same for the
     /// client certificate).
     pub client_cert: bool,
+    /// uv's `index-strategy`, from `DIB_PYPI_UV_INDEX_STRATEGY`.
+    pub uv_index_strategy: IndexStrategy,
     /// Things the user should know, already phrased and free of secrets.
     pub warnings: Vec<String>,
 }
@@ -53,6 +119,7 @@ impl Settings {
         let mut retries = None;
         let mut mirror_ca = false;
         let mut client_cert = false;
+        let mut uv_index_strategy = IndexStrategy::default();
         let mut warnings = Vec::new();
 
         for (name, value) in vars {
@@ -70,6 +137,8 @@ impl Settings {
                 mirror_ca = !value.is_empty();
             } else if name == CLIENT_CERT_VAR {
                 client_cert = !value.is_empty();
+            } else if name == UV_INDEX_STRATEGY_VAR && !value.is_empty() {
+                uv_index_strategy = IndexStrategy::parse(value)?;
             }
         }
 
@@ -121,6 +190,7 @@ impl Settings {
             retries,
             mirror_ca,
             client_cert,
+            uv_index_strategy,
             warnings,
         })
     }
@@ -390,6 +460,38 @@ mod tests {
             e.len() < 200 && e.ends_with("mirror number is too large"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn uv_resolves_as_pip_unless_told_otherwise() {
+        assert_eq!(
+            settings(&[]).unwrap().uv_index_strategy,
+            IndexStrategy::UnsafeBestMatch
+        );
+        assert_eq!(
+            settings(&[(UV_INDEX_STRATEGY_VAR, "")])
+                .unwrap()
+                .uv_index_strategy,
+            IndexStrategy::UnsafeBestMatch
+        );
+        for (strategy, name) in IndexStrategy::ALL {
+            let s = settings(&[(UV_INDEX_STRATEGY_VAR, name)]).unwrap();
+            assert_eq!(s.uv_index_strategy, strategy);
+            assert_eq!(strategy.name(), name);
+        }
+        for bad in ["First-Index", "best", "first-index ", "unsafe_best_match"] {
+            let e = settings(&[(UV_INDEX_STRATEGY_VAR, bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("DIB_PYPI_UV_INDEX_STRATEGY: ")
+                    && e.ends_with(
+                        "is not one of unsafe-best-match, first-index, unsafe-first-match"
+                    )
+                    && !e.contains('\n'),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -24,8 +24,8 @@ impl<'r> Txn<'r> {
     /// Run `body` as one change recorded in the journal at `journal_path`
     /// (the state directory is made first if needed). If `body` fails,
     /// everything it recorded is undone before its error is returned; a
-    /// failure of that undo is logged, and the journal it leaves lets the
-    /// restore hook finish the job.
+    /// failure of that undo is returned beside it, and the journal it
+    /// leaves lets the restore hook finish the job.
     pub fn run<T>(
         root: &'r Root,
         journal_path: &Path,
@@ -36,17 +36,13 @@ impl<'r> Txn<'r> {
             root,
             journal: Journal::new(root, journal_path),
         };
-        let result = crate::state::ensure(root).and_then(|()| body(&txn));
-        if result.is_err() {
-            let undone = crate::undo::undo_journal(root, &txn.journal, mounter)
-                .and_then(|()| crate::state::teardown(root));
-            if let Err(e) = undone {
-                for e in e.leaves() {
-                    log::error!("rolling back after the failure also failed: {e}");
-                }
-            }
-        }
-        result
+        crate::state::ensure(root)
+            .and_then(|()| body(&txn))
+            .map_err(|e| {
+                let undone = crate::undo::undo_journal(root, &txn.journal, mounter)
+                    .and_then(|()| crate::state::teardown(root));
+                e.and_also("rolling back", undone)
+            })
     }
 
     /// Create `dirs` (outermost first, as [`Root::missing_dirs`] lists

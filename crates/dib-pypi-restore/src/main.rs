@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use dib_pypi_core::hook::{run_hook, Report};
 use dib_pypi_core::layout::DEFAULT_HOME;
 use dib_pypi_core::mounter::SystemMounter;
 use dib_pypi_core::restore::restore;
@@ -23,20 +24,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    dib_pypi_core::logging::init("dib-pypi-restore");
     let args = Args::parse();
-    let result =
-        Root::open(&args.target_root).and_then(|root| restore(&root, &SystemMounter, &args.home));
-    match result {
-        Ok(()) => {
-            log::info!("restored the image's original pip and uv configuration");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            for e in e.leaves() {
-                log::error!("{e}");
-            }
-            ExitCode::FAILURE
-        }
-    }
+    run_hook("dib-pypi-restore", || {
+        restore(&Root::open(&args.target_root)?, &SystemMounter, &args.home)?;
+        let mut report = Report::default();
+        report.info("restored the image's original pip and uv configuration");
+        Ok(report)
+    })
 }

@@ -225,3 +225,55 @@ fn a_tls_variable_without_its_file_in_the_image_is_refused() {
     );
     assert_eq!(tree(dir.path()), before);
 }
+
+#[test]
+fn pre_install_reports_what_beats_the_files_and_how_each_tool_chooses() {
+    let dir = tempfile::tempdir().unwrap();
+    mkdir(dir.path(), "root");
+    mkdir(dir.path(), "usr");
+    std::fs::write(dir.path().join("usr/pip.conf"), "[global]\n").unwrap();
+    let before = tree(dir.path());
+    let env = [
+        ("DIB_PYPI_MIRROR_URL", "file:///tmp/pypi"),
+        ("DIB_PYPI_MIRROR_URL_1", "http://u:s3cret@m.example/"),
+        ("DIB_PYPI_UV_INDEX_STRATEGY", "first-index"),
+        ("PIP_INDEX_URL", "http://u:s3cret@elsewhere/"),
+        ("DIB_OFFLINE", "1"),
+    ];
+    let report = pre_install(dir.path(), &env, home(), &NoMounts, TOOLS).unwrap();
+    assert_eq!(
+        report.at(log::Level::Warn),
+        [
+            "PIP_INDEX_URL set in the environment (DIB carries the host's into the chroot) \
+             override the mirror config for pip",
+            "/usr/pip.conf exists in the image; pip reads it after the mirror config, so its \
+             settings win",
+            "/tmp/pypi does not exist in the image (no mirror mounted)",
+        ]
+    );
+    assert_eq!(
+        report.at(log::Level::Info),
+        [
+            "pip and uv use file:///tmp/pypi (2 indexes in all)",
+            "of the indexes, pip takes the best version across them; uv takes only the first \
+             that has the project (index-strategy first-index)",
+        ]
+    );
+    assert!(!format!("{report:?}").contains("s3cret"));
+    restore(&Root::open(dir.path()).unwrap(), &NoMounts, home()).unwrap();
+    assert_eq!(tree(dir.path()), before);
+    // Bad settings: one error naming the variable, nothing changed.
+    let e = pre_install(
+        dir.path(),
+        &[("DIB_PYPI_UV_INDEX_STRATEGY", "best")],
+        home(),
+        &NoMounts,
+        TOOLS,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("DIB_PYPI_UV_INDEX_STRATEGY: "),
+        "{e}"
+    );
+    assert_eq!(tree(dir.path()), before);
+}
