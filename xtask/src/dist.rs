@@ -16,6 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::cmd::{output, run};
 use crate::element::{host_triple, wheel_data, workspace_root};
 use crate::glibc::{check_floor, show, FLOOR_POLICY};
 use crate::installed::check_installed;
@@ -47,32 +48,6 @@ pub struct Dist {
     pub sdist: PathBuf,
     /// The element the wheel carries, as assembled.
     pub element: PathBuf,
-}
-
-/// Run `cmd`, failing with `what` and its status.
-pub fn run(what: &str, cmd: &mut Command) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
-}
-
-/// Run `cmd` and return its standard output, failing with `what`, its
-/// status and its standard error.
-pub fn output(what: &str, cmd: &mut Command) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        let err = String::from_utf8_lossy(&out.stderr);
-        Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            err.trim().lines().last().unwrap_or_default()
-        ))
-    }
 }
 
 /// Where the installed wheel is checked, relative to the workspace root.

@@ -17,7 +17,7 @@ use std::process::Command;
 
 use dib_pypi_common::element::{is_hook_script, BINARIES, LIBEXEC, NAME, SHARE_DIR};
 
-use crate::dist::{output, run};
+use crate::cmd::{output, run};
 use crate::element::VERSION;
 use crate::wheel::{parse_record, record_hash, DIST, PROGRAM};
 

@@ -1,5 +1,6 @@
 //! Project automation shared by the `cargo xtask` binary and the integration tests.
 
+pub mod cmd;
 pub mod dist;
 pub mod element;
 pub mod glibc;

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use dib_pypi_common::element::SHARE_DIR;
 
-use crate::dist::{output, run};
+use crate::cmd::{output, run};
 use crate::element::{workspace_root, VERSION};
 use crate::glibc::{show, Glibc};
 use crate::wheel::PROGRAM;

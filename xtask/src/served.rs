@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::dist::run;
+use crate::cmd::run;
 use crate::element::VERSION;
 use crate::wheel::DIST;
 

@@ -112,6 +112,10 @@ fn core_module(path: &Path, src: &Path) -> Option<String> {
 fn crate_uses(code: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (n, line) in code.lines().enumerate() {
+        // A doc link is not an import.
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
         let mut rest = line;
         while let Some(at) = rest.find("crate::") {
             let after = &rest[at + "crate::".len()..];
@@ -134,6 +138,68 @@ fn crate_uses(code: &str) -> Vec<(usize, String)> {
         }
     }
     out
+}
+
+/// The top-level module of `crate_dir/src` a file belongs to.
+fn top_module(path: &Path, src: &Path) -> Option<String> {
+    core_module(path, src).filter(|m| m != "main")
+}
+
+/// A cycle among the top-level modules of the crate at `crate_dir`
+/// through `crate::` references, if there is one.
+fn import_cycle(crate_dir: &str) -> Option<Vec<String>> {
+    let src = workspace_root().join(crate_dir).join("src");
+    let mut edges: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for path in rust_files().iter().filter(|p| p.starts_with(&src)) {
+        let Some(from) = top_module(path, &src) else {
+            continue;
+        };
+        let targets = edges.entry(from.clone()).or_default();
+        for (_, to) in crate_uses(&product_code(path)) {
+            if to != from {
+                targets.insert(to);
+            }
+        }
+    }
+    // Depth-first search for a back edge.
+    fn visit(
+        node: &str,
+        edges: &BTreeMap<String, std::collections::BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = stack.iter().position(|n| n == node) {
+            let mut cycle = stack[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(node.to_owned()) {
+            return None;
+        }
+        stack.push(node.to_owned());
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    edges
+        .keys()
+        .find_map(|n| visit(n, &edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn xtask_and_pypi_mirror_have_no_import_cycle() {
+    for krate in ["xtask", "crates/pypi-mirror"] {
+        assert_eq!(
+            import_cycle(krate),
+            None,
+            "{krate}: modules import each other"
+        );
+    }
 }
 
 #[test]
