@@ -432,7 +432,6 @@ impl Pages {
                 .map(|mut r| r.insert((project.to_owned(), name.clone())))
                 .unwrap_or(false);
             if first {
-                log::warn!("{project}/{name}: in the mirror tree but on no page; listing it");
                 publisher.publish_unlisted(e.path());
             }
         }

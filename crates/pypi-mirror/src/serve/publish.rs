@@ -120,6 +120,7 @@ impl Publisher {
 async fn publish(out: &Path, batch: Vec<Job>) {
     let mut files = Vec::new();
     let mut waiting = Vec::new();
+    let mut unlisted = Vec::new();
     let mut relists = Vec::new();
     let mut opts = serve_add_options(out, Vec::<PathBuf>::new());
     for job in batch {
@@ -129,7 +130,10 @@ async fn publish(out: &Path, batch: Vec<Job>) {
                     opts.listed.insert(file.clone(), l);
                 }
                 files.push(file.clone());
-                waiting.extend(done.map(|d| (file, d)));
+                match done {
+                    Some(d) => waiting.push((file, d)),
+                    None => unlisted.push(file),
+                }
             }
             Job::Relist { project, changes } => relists.push((project, changes)),
         }
@@ -149,6 +153,20 @@ async fn publish(out: &Path, batch: Vec<Job>) {
         crate::add_with(&opts)
     })
     .await;
+    // A file found unlisted may only have been between its placing and its
+    // state record (another run's `add`): say so only if it really was
+    // added now.
+    if let Ok(Ok(report)) = &result {
+        for file in &unlisted {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| report.added.contains(&n)) {
+                log::warn!(
+                    "{}: was in the mirror tree but on no page; listed now",
+                    file.display()
+                );
+            }
+        }
+    }
     for (file, done) in waiting {
         let outcome = match &result {
             Err(e) => Err(format!("publishing failed: {e}")),

@@ -394,6 +394,9 @@ fn a_file_in_the_tree_but_on_no_page_is_listed_on_the_next_request() {
     });
     let tree_page = fs::read_to_string(t.out.join("synth-beta/index.html")).unwrap();
     assert!(tree_page.contains(&name), "{tree_page}");
+    let (_, log) = serve.stop();
+    assert_eq!(log.matches("on no page; listed now").count(), 1, "{log}");
+    assert!(log.contains(&name), "{log}");
 }
 
 /// Upstream's JSON page of "huge": `n` made-up wheels, about 500 bytes of
